@@ -1,0 +1,142 @@
+"""The newsevents pipeline: wiring only; every step is a composite in `transforms/`.
+
+    Read -> Split -> Normalize -> DedupSnapshots -> ResolveEventTime -> WindowByDay
+         -> DedupDay (exact, near) -> WriteDataset
+    every step's bad input -> rejects (flattened, written to the `rejects` table)
+
+`build(p, options)` returns the named PCollections; `run(argv)` checks the arguments, builds
+and runs. `python -m pipelines.news_events --input ... --output ...` is `newsevents run`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from transforms.common import REJECTS
+from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots
+from transforms.normalize import Normalize
+from transforms.read import FORMATS, ReadUpdates
+from transforms.sink import WriteDataset, join
+from transforms.split import SplitEvents
+from transforms.windowing import ResolveEventTime, WindowByDay
+
+
+class UsageError(Exception):
+    """A user error: reported as one line on stderr, exit status 2, no traceback."""
+
+
+class NewsEventsOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", action="append", nargs="+", default=None,
+                            help="input file, directory or glob; repeatable")
+        parser.add_argument("--output", default=None, help="output dataset root (folder or URL)")
+        parser.add_argument("--format", default="auto", help=f"input format: {', '.join(FORMATS)} (default: auto)")
+        parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
+                            help="article shards for the snapshot dedup shuffle")
+        parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
+
+
+def _has_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _visible(path: str, root: str) -> bool:
+    rel = path[len(root):] if path.startswith(root) else path
+    return not any(part.startswith((".", "_")) for part in rel.replace("\\", "/").split("/") if part)
+
+
+def expand_inputs(patterns: list[str]) -> list[tuple[str, int]]:
+    """(uri, size) of every input file, sorted and without repeats; UsageError if one is missing.
+
+    A directory means every file under it, except hidden ones (names starting with `.` or `_`).
+    """
+    found: dict[str, int] = {}
+    for pattern in patterns:
+        is_dir = not _has_glob(pattern) and "://" not in pattern and os.path.isdir(pattern)
+        query = join(pattern, "**") if is_dir else pattern
+        try:
+            metas = FileSystems.match([query])[0].metadata_list
+        except Exception as e:  # BeamIOError for unreachable locations
+            raise UsageError(f"cannot read input {pattern}: {e}") from None
+        if is_dir:
+            metas = [m for m in metas if _visible(m.path, pattern)]
+        metas = [m for m in metas if not (m.path.startswith("/") and os.path.isdir(m.path))]
+        if not metas:
+            raise UsageError(f"input not found: {pattern}")
+        for m in metas:
+            path = os.path.abspath(m.path) if "://" not in m.path else m.path
+            found[path] = m.size_in_bytes
+    return sorted(found.items())
+
+
+def check_output(root: str) -> None:
+    """Fail at start-up, with the reason, when the output location cannot be written."""
+    if "://" not in root:
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise UsageError(f"output location is not a directory: {root}")
+    probe = join(root, f"_probe-{uuid.uuid4().hex}")
+    try:
+        with FileSystems.create(probe) as f:
+            f.write(b"")
+        FileSystems.delete([probe])
+    except Exception as e:
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise UsageError(f"cannot write output location {root}: {reason}") from None
+
+
+def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
+    """Wire the steps. Returns the named PCollections (events/duplicates/quality parts, rejects)."""
+    opts = options.view_as(NewsEventsOptions)
+    patterns = [x for group in (opts.input or []) for x in group]
+    if not patterns:
+        raise UsageError("--input is required")
+    if not opts.output:
+        raise UsageError("--output is required")
+    if opts.format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {opts.format!r}")
+    if opts.shards < 1:
+        raise UsageError("--shards must be at least 1")
+    files = expand_inputs(patterns)
+    token = opts.run_token or uuid.uuid4().hex
+
+    read = p | "Files" >> beam.Create(files) | "Read" >> ReadUpdates(opts.format)
+    blocks = read["updates"] | "Split" >> SplitEvents()
+    normalized = blocks | "Normalize" >> Normalize()
+    marked = normalized["blocks"] | "DedupSnapshots" >> DedupSnapshots(opts.shards)
+    timed = marked | "ResolveEventTime" >> ResolveEventTime()
+    parts = timed | "WindowByDay" >> WindowByDay() | "DedupDay" >> DedupDay()
+    rejects = (read[REJECTS], normalized[REJECTS]) | "AllRejects" >> beam.Flatten()
+    committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token)
+    return {"parts": parts, "rejects": rejects, "committed": committed}
+
+
+def pipeline_options(argv: list[str]) -> PipelineOptions:
+    options = PipelineOptions(argv)
+    std = options.view_as(StandardOptions)
+    if not std.runner:
+        std.runner = "DirectRunner"  # never the download-on-demand default
+    return options
+
+
+def run(argv: list[str] | None = None) -> None:
+    options = pipeline_options(list(sys.argv[1:] if argv is None else argv))
+    opts = options.view_as(NewsEventsOptions)
+    if opts.output:
+        check_output(opts.output)
+    p = beam.Pipeline(options=options)
+    build(p, options)
+    p.run().wait_until_finish()
+
+
+if __name__ == "__main__":
+    from pipelines.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))
