@@ -36,12 +36,12 @@ def _run(argv: list[str]) -> int:
 
 
 def _sql(argv: list[str]) -> int:
-    from pipelines.sql import SqlError, query_to_text
+    from pipelines.sql import SqlError, print_query
 
     if len(argv) != 2:
         return _error('usage: newsevents sql DIR "SELECT ..."')
     try:
-        print(query_to_text(argv[0], argv[1]))
+        print_query(argv[0], argv[1])
     except SqlError as e:
         return _error(str(e))
     return 0

@@ -20,12 +20,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.common import REJECTS
+from transforms.event_time import resolve_batch
 from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots
 from transforms.normalize import Normalize
 from transforms.read import FORMATS, ReadUpdates
 from transforms.sink import WriteDataset, join
 from transforms.split import SplitEvents
-from transforms.windowing import ResolveEventTime, WindowByDay
+from transforms.windowing import LATE, ResolveEventTime, WindowByDay, parse_duration
 
 
 class UsageError(Exception):
@@ -41,6 +42,13 @@ class NewsEventsOptions(PipelineOptions):
         parser.add_argument("--format", default="auto", help=f"input format: {', '.join(FORMATS)} (default: auto)")
         parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
                             help="article shards for the snapshot dedup shuffle")
+        parser.add_argument("--allowed-lateness", "--allowed_lateness", dest="allowed_lateness",
+                            default="7d",
+                            help="how long after its day ends an update is still accepted (e.g. 36h, 7d; "
+                                 "default 7d); later ones become rejects (stage window, reason late)")
+        parser.add_argument("--event-time", "--event_time", dest="event_time", default="text",
+                            help="text: the day stated in the block, else publication time (default); "
+                                 "published: always the publication time")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -104,6 +112,12 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {opts.format!r}")
     if opts.shards < 1:
         raise UsageError("--shards must be at least 1")
+    if opts.event_time not in ("text", "published"):
+        raise UsageError(f"--event-time must be text or published, not {opts.event_time!r}")
+    try:
+        lateness = parse_duration(opts.allowed_lateness)
+    except ValueError as e:
+        raise UsageError(f"--allowed-lateness: {e}") from None
     files = expand_inputs(patterns)
     token = opts.run_token or uuid.uuid4().hex
 
@@ -111,9 +125,12 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     blocks = read["updates"] | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
     marked = normalized["blocks"] | "DedupSnapshots" >> DedupSnapshots(opts.shards)
-    timed = marked | "ResolveEventTime" >> ResolveEventTime()
-    parts = timed | "WindowByDay" >> WindowByDay() | "DedupDay" >> DedupDay()
-    rejects = (read[REJECTS], normalized[REJECTS]) | "AllRejects" >> beam.Flatten()
+    resolver = resolve_batch if opts.event_time == "text" else None
+    timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
+    streaming = options.view_as(StandardOptions).streaming
+    windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming))
+    parts = windowed["windowed"] | "DedupDay" >> DedupDay()
+    rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
     committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token)
     return {"parts": parts, "rejects": rejects, "committed": committed}
 

@@ -36,12 +36,14 @@ def connect(root: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query_to_text(root: str, sql: str, max_rows: int = 1000) -> str:
+def print_query(root: str, sql: str, max_rows: int = 10_000) -> None:
+    """Run `sql` over the dataset and print the result as a table (up to `max_rows` rows)."""
     con = connect(root)
     try:
         rel = con.sql(sql)
         if rel is None:
-            return "OK"
-        return rel.limit(max_rows).__str__() if hasattr(rel, "limit") else str(rel)
+            print("OK")
+            return
+        rel.show(max_rows=max_rows, max_width=10_000)
     except duckdb.Error as e:
         raise SqlError(str(e).splitlines()[0]) from None

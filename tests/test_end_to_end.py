@@ -75,20 +75,22 @@ def test_three_overlapping_snapshots(tmp_path):
         (src / f"snap-{day}.txt").write_text(f"date {day} City Under Fire as Talks Stall\n" + "\n".join(body) + "\n")
     out = tmp_path / "out"
     run_pipeline([src], out)
-    events = query(out, "SELECT event_date::VARCHAR, kind, text, mention_count FROM events ORDER BY event_date, position")
+    events = query(out, "SELECT event_date::VARCHAR, kind, text, mention_count FROM events"
+                        " ORDER BY event_date, published_at, position")
     assert events == [
         ("2022-03-01", "headline", "City Under Fire as Talks Stall", 3),
         ("2022-03-01", "paragraph", "Shelling hit the city overnight.", 2),
         ("2022-03-01", "paragraph", "Officials reported no casualties.", 3),
         ("2022-03-01", "heading", "Evacuation Routes", 3),
         ("2022-03-01", "paragraph", "Buses left from the central station.", 3),
-        ("2022-03-02", "paragraph", 'A second convoy is planned for "Thursday".', 2),
+        # published on Wednesday 2 March, planned for Thursday: the event's day is 3 March
+        ("2022-03-03", "paragraph", 'A second convoy is planned for "Thursday".', 2),
         ("2022-03-03", "paragraph", "The mayor thanked volunteers.", 1),
     ]
     dups = query(out, "SELECT e.event_date::VARCHAR, d.method, d.similarity, count(*) FROM duplicates d"
                       " JOIN events e USING (event_id) GROUP BY ALL ORDER BY 1")
     # each repeat points at the first sighting and stays on that day's partition
-    assert dups == [("2022-03-01", "exact", 1.0, 9), ("2022-03-02", "exact", 1.0, 1)]
+    assert dups == [("2022-03-01", "exact", 1.0, 9), ("2022-03-03", "exact", 1.0, 1)]
     assert query(out, "SELECT count(*) FROM duplicates d JOIN events e USING (event_id, event_date)") == [(10,)]
     assert_accounting(out, 5 + 6 + 6)
 

@@ -103,8 +103,8 @@ def test_resolve_and_window_by_day():
         return day, part.num_rows, w.start.to_utc_datetime().date().isoformat()
 
     with TestPipeline() as p:
-        out = (p | beam.Create([t]) | DedupSnapshots(shards=2) | ResolveEventTime() | WindowByDay()
-               | beam.Map(day_and_window))
+        windowed = p | beam.Create([t]) | DedupSnapshots(shards=2) | ResolveEventTime() | WindowByDay()
+        out = windowed["windowed"] | beam.Map(day_and_window)
         # the re-scrape on the 22nd stays with its event on the 20th
         assert_that(out, equal_to([("2022-02-20", 2, "2022-02-20"), ("2022-02-21", 1, "2022-02-21")]))
 
@@ -113,8 +113,8 @@ def test_dedup_day_groups_by_window():
     t = _normalized([_block("A", "Same.", 8, uri="s1"), _block("B", "Same.", 9, uri="s2"),
                      _block("C", "Next day.", 9, day=21, uri="s3")])
     with TestPipeline() as p:
-        parts = (p | beam.Create([t]) | DedupSnapshots(shards=3) | ResolveEventTime() | WindowByDay()
-                 | DedupDay())
+        windowed = p | beam.Create([t]) | DedupSnapshots(shards=3) | ResolveEventTime() | WindowByDay()
+        parts = windowed["windowed"] | DedupDay()
         events = parts | beam.Filter(lambda x: x[0] == "events") | beam.Map(lambda x: x[2])
         assert_that(events, matches_rows([("A", 2), ("C", 1)], ["article_id", "mention_count"]), label="ev")
         quality = parts | beam.Filter(lambda x: x[0] == "quality") | beam.Map(
@@ -126,8 +126,8 @@ def test_write_dataset_reads_back(tmp_path):
     t = _normalized([_block("A", "Same.", 8, uri="s1"), _block("B", "Same.", 9, uri="s2")])
     rejects = [{"source_uri": "bad.jsonl", "line": 3, "stage": "parse", "reason": "invalid_json", "raw": "{"}]
     with TestPipeline() as p:
-        parts = (p | beam.Create([t]) | DedupSnapshots(shards=1) | ResolveEventTime() | WindowByDay()
-                 | DedupDay())
+        windowed = p | beam.Create([t]) | DedupSnapshots(shards=1) | ResolveEventTime() | WindowByDay()
+        parts = windowed["windowed"] | DedupDay()
         committed = {"parts": parts, "rejects": p | "R" >> beam.Create(rejects)} | WriteDataset(str(tmp_path), "tok")
         assert_that(committed, equal_to([5]))
     files = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*") if f.is_file())

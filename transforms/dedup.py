@@ -94,7 +94,7 @@ class DedupSnapshots(beam.PTransform):
 NearFn = Callable[[list[str]], "tuple[np.ndarray, np.ndarray]"]
 
 
-def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None, late: int = 0) -> dict[str, pa.Table]:
+def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict[str, pa.Table]:
     """One day's rows (kept and repeated, from `dedup_snapshots`) -> events, duplicates, quality.
 
     `near(texts)` takes texts in keep-priority order and returns (rep index, similarity to rep)
@@ -169,23 +169,37 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None, late: i
     exact_n = pc.sum(pc.equal(methods, "exact")).as_py() or 0
     quality = pa.table(
         {
-            "blocks_read": [table.num_rows + late],
-            "rejected": [late],
+            "blocks_read": [table.num_rows],
+            "rejected": [0],
             "exact_duplicates": [exact_n],
             "near_duplicates": [dups.num_rows - exact_n],
-            "late": [late],
+            "late": [0],
             "events_written": [events.num_rows],
         },
         schema=QUALITY_SCHEMA,
     )
-    return {"events": events, "duplicates": dups, "quality": quality}
+    dup_order = pc.sort_indices(dups, [(c, "ascending") for c in ("event_id", "source", "article_id", "update_id",
+                                                                   "text", "method", "similarity")])
+    return {"events": events, "duplicates": dups.take(dup_order), "quality": quality}
+
+
+class _DedupDayFn(beam.DoFn):
+    def __init__(self, near: NearFn | None):
+        self._near = near
+
+    def process(self, element, pane=beam.DoFn.PaneInfoParam):
+        day_str, tables = element
+        day = dt.date.fromisoformat(day_str)
+        for name, t in dedup_day(day, concat(tables), self._near).items():
+            yield name, day, t, pane.index
 
 
 class DedupDay(beam.PTransform):
-    """(day, table) elements in day windows -> (table_name, day, Arrow table) per output table.
+    """(day, table) elements in day windows -> (table_name, day, Arrow table, pane index).
 
     One group per day window: a day's rows fit one worker (a million blocks is a few hundred
-    MB of Arrow data).
+    MB of Arrow data). With accumulating panes, a later pane carries the whole day again, and
+    its pane index tells the sink to let it replace the earlier one.
     """
 
     def __init__(self, near: NearFn | None = None):
@@ -193,11 +207,4 @@ class DedupDay(beam.PTransform):
         self._near = near
 
     def expand(self, keyed):
-        near = self._near
-
-        def _dedup(day_str, tables):
-            day = dt.date.fromisoformat(day_str)
-            for name, t in dedup_day(day, concat(tables), near).items():
-                yield name, day, t
-
-        return keyed | "GroupDay" >> beam.GroupByKey() | "DedupInDay" >> beam.FlatMapTuple(_dedup)
+        return keyed | "GroupDay" >> beam.GroupByKey() | "DedupInDay" >> beam.ParDo(_DedupDayFn(self._near))

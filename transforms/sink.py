@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.trigger import AccumulationMode, AfterWatermark
 from apache_beam.transforms.window import GlobalWindows
 
 from schemas.models import PARTITION, PARTITIONED_TABLES, QUALITY_SCHEMA, REJECT_SCHEMA, TABLE_SCHEMAS
@@ -81,30 +82,58 @@ def rejects_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
 
 
+def merge_quality(day_key: str, items) -> tuple:
+    """The quality row of one day: the latest pane's figures plus the rejects counted for the day.
+
+    items: ("day", pane index, one-row table) from DedupDay, ("reject", is_late) per reject row.
+    """
+    latest, pane = None, -1
+    rejected = late = 0
+    for item in items:
+        if item[0] == "day":
+            if item[1] > pane:
+                latest, pane = item[2], item[1]
+        else:
+            rejected += 1
+            late += int(item[1])
+    row = latest.to_pylist()[0] if latest is not None else dict.fromkeys(QUALITY_SCHEMA.names, 0)
+    row.update(blocks_read=row["blocks_read"] + rejected, rejected=row["rejected"] + rejected,
+               late=row["late"] + late)
+    day = dt.date.fromisoformat(day_key) if day_key else None
+    return "quality", day, "part-0.parquet", pa.Table.from_pylist([row], schema=QUALITY_SCHEMA), 0
+
+
+def _day_key(day) -> str:
+    """Shuffle key of a day: its ISO string, '' for no day (dates have no deterministic coder)."""
+    return day.isoformat() if isinstance(day, dt.date) else (day or "")
+
+
 class _WriteStagedFn(beam.DoFn):
     def __init__(self, root: str, token: str):
         self._root, self._token = root, token
 
-    def process(self, part: tuple[str, dt.date | None, str, pa.Table]) -> Iterable[tuple[str, str]]:
-        name, day, file_name, table = part
+    def process(self, part: tuple) -> Iterable[tuple[str, int, str]]:
+        name, day, file_name, table, pane = part
         rel = f"{partition_dir(name, day)}/{file_name}"
-        staged = join(self._root, STAGING, self._token, rel)
+        staged = join(self._root, STAGING, self._token, f"{rel}.pane-{pane}")
         write_file(staged, parquet_bytes(table.cast(TABLE_SCHEMAS[name])))
-        yield rel, staged
+        yield rel, pane, staged
 
 
 class _CommitFn(beam.DoFn):
     def __init__(self, root: str, token: str):
         self._root, self._token = root, token
 
-    def process(self, staged: list[tuple[str, str]]):
+    def process(self, staged: list[tuple[str, int, str]]):
         root = self._root
-        written_tables = set()
-        for rel, path in sorted(staged):
+        latest: dict[str, tuple[int, str]] = {}
+        for rel, pane, path in staged:
+            if rel not in latest or pane > latest[rel][0]:
+                latest[rel] = (pane, path)
+        for rel in sorted(latest):
             final = join(root, rel)
             ensure_dir(final.rsplit("/", 1)[0])
-            FileSystems.rename([path], [final])
-            written_tables.add(rel.split("/", 1)[0])
+            FileSystems.rename([latest[rel][1]], [final])
         for name, schema in TABLE_SCHEMAS.items():
             placeholder = join(root, partition_dir(name, None), EMPTY_NAME)
             files = parquet_files(root, name)
@@ -115,18 +144,19 @@ class _CommitFn(beam.DoFn):
                 FileSystems.delete([placeholder])
         staging = join(root, STAGING, self._token)
         if FileSystems.exists(staging):
-            FileSystems.delete([staging])
+            FileSystems.delete([staging])  # superseded panes go with it
         parent = join(root, STAGING)
         if "://" not in parent and FileSystems.exists(parent) and not FileSystems.match([join(parent, "*")])[0].metadata_list:
             FileSystems.delete([parent])  # local only: object stores have no empty folders
-        yield len(staged)
+        yield len(latest)
 
 
 class WriteDataset(beam.PTransform):
-    """Write `(table, day, Arrow table)` parts and reject rows; commit at the end.
+    """Write `(table, day, Arrow table, pane)` parts and reject rows; commit at the end.
 
-    Input: a dict with `parts` (elements `(name, day, table)` from `DedupDay`, any windows)
-    and `rejects` (reject row dicts). Output: one element, the number of files committed.
+    Input: a dict with `parts` (from `DedupDay`, any windows) and `rejects` (reject row dicts;
+    late ones carry their `event_date`). Output: one element, the number of files committed.
+    A day's quality row is the latest pane's figures plus the rejects counted for that day.
     """
 
     def __init__(self, root: str, token: str):
@@ -136,26 +166,39 @@ class WriteDataset(beam.PTransform):
         self._root, self._token = root.rstrip("/"), token
 
     def expand(self, pcolls):
-        parts = pcolls["parts"] | "Unwindow" >> beam.WindowInto(GlobalWindows())
-        rejects = pcolls["rejects"] | "UnwindowRejects" >> beam.WindowInto(GlobalWindows())
-        day_files = parts | "DayFileName" >> beam.MapTuple(lambda n, d, t: (n, d, "part-0.parquet", t))
+        # One global window fired once, when all input is read (in batch, and at the end of a
+        # bounded stream): the commit sees every file of the run.
+        def at_end():
+            return beam.WindowInto(GlobalWindows(), trigger=AfterWatermark(),
+                                   accumulation_mode=AccumulationMode.DISCARDING)
+
+        parts = pcolls["parts"] | "Unwindow" >> at_end()
+        rejects = pcolls["rejects"] | "UnwindowRejects" >> at_end()
+        day_files = (
+            parts
+            | "DataParts" >> beam.Filter(lambda p: p[0] != "quality")
+            | "DayFileName" >> beam.MapTuple(lambda n, d, t, pane: (n, d, "part-0.parquet", t, pane))
+        )
+        quality = (
+            (
+                parts
+                | "QualityParts" >> beam.Filter(lambda p: p[0] == "quality")
+                | "QualityByDay" >> beam.MapTuple(lambda n, d, t, pane: (_day_key(d), ("day", pane, t))),
+                rejects | "RejectByDay" >> beam.Map(lambda r: (_day_key(r.get(PARTITION)), ("reject", r["stage"] == "window"))),
+            )
+            | "QualityInputs" >> beam.Flatten()
+            | "GroupQuality" >> beam.GroupByKey()
+            | "MergeQuality" >> beam.MapTuple(merge_quality)
+        )
         reject_files = (
             rejects
             | "ByInput" >> beam.Map(lambda r: (r["source_uri"], r))
             | "GroupRejects" >> beam.GroupByKey()
             | "RejectFile" >> beam.MapTuple(
-                lambda uri, rows: ("rejects", None, f"part-{stable_hash(uri, 16)}.parquet", rejects_table(list(rows))))
-        )
-        undated_quality = (
-            rejects
-            | "CountRejects" >> beam.combiners.Count.Globally()
-            | "UndatedQuality" >> beam.FlatMap(
-                lambda n: [("quality", None, "part-0.parquet", pa.table(
-                    {"blocks_read": [n], "rejected": [n], "exact_duplicates": [0], "near_duplicates": [0],
-                     "late": [0], "events_written": [0]}, schema=QUALITY_SCHEMA))] if n else [])
+                lambda uri, rows: ("rejects", None, f"part-{stable_hash(uri, 16)}.parquet", rejects_table(list(rows)), 0))
         )
         return (
-            (day_files, reject_files, undated_quality)
+            (day_files, reject_files, quality)
             | "AllFiles" >> beam.Flatten()
             | "WriteStaged" >> beam.ParDo(_WriteStagedFn(self._root, self._token))
             | "AllWritten" >> beam.combiners.ToList()

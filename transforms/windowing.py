@@ -10,21 +10,29 @@ event to a later day.
 the UTC day of `event_time`; each part is emitted with the timestamp of its day's start and
 put into a one-day `FixedWindows`. The element is keyed by the day (ISO string).
 
-Late data: in a batch run the watermark only advances when all input is read, so nothing is
-late. (Streaming lateness is handled by the lateness-aware windowing of issue 3.)
+Late data: see `WindowByDay` (batch: nothing is late; streaming: a lateness gate routes
+too-late parts to rejects, and later panes replace a day's rows).
 
 Example: a row with event_time 2022-02-20T23:59Z lands in window [2022-02-20, 2022-02-21).
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+import json
+from typing import Any, Callable, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.coders import VarIntCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from transforms.common import reject
 
 DAY_SECONDS = 86400
 Resolver = Callable[[list[str], list[int]], list]
@@ -71,13 +79,136 @@ def split_by_day(table: pa.Table):
         yield day.isoformat(), int(d) * DAY_SECONDS, table.filter(pa.array(day_num == d))
 
 
+LATE = "late"
+
+
+def parse_duration(text) -> int:
+    """Seconds in `90s`, `45m`, `36h`, `7d` or a bare number of seconds."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": DAY_SECONDS}
+    try:
+        if s and s[-1] in units:
+            value = float(s[:-1]) * units[s[-1]]
+        else:
+            value = float(s)
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 36h or 7d)") from None
+    if value < 0:
+        raise ValueError(f"duration must not be negative: {text!r}")
+    return int(value)
+
+DEFAULT_ALLOWED_LATENESS = 7 * DAY_SECONDS
+TICK_SECONDS = 3600
+# The day windows keep their state this long past the end of the day. The gate below decides
+# what is late; the window must never drop what the gate let through (see WindowByDay).
+WINDOW_RETENTION_SECONDS = 3650 * DAY_SECONDS
+
+
+class _LateGateFn(beam.DoFn):
+    """Routes updates that arrive after their day's window closed (end + allowed lateness).
+
+    Beam's GroupByKey drops too-late data without a trace, so lateness is decided here, before
+    the grouping: a looping event-time timer (one key, one tick per hour of event time) records
+    a lower bound of the watermark; a day part whose day ended more than `allowed_lateness`
+    before that bound is routed to the `late` output. Until the first tick has fired nothing is
+    known of the watermark and nothing is refused. The pending tick holds this step's output
+    watermark, so whatever passes reaches the day windows before they could be garbage-collected.
+    """
+
+    WATERMARK = ReadModifyWriteStateSpec("watermark_lower_bound", VarIntCoder())
+    HORIZON = ReadModifyWriteStateSpec("horizon", VarIntCoder())
+    ARMED = ReadModifyWriteStateSpec("armed", VarIntCoder())
+    TICK = TimerSpec("tick", TimeDomain.WATERMARK)
+
+    def __init__(self, allowed_lateness: int):
+        self._lateness = allowed_lateness
+
+    def process(self, keyed, wm=beam.DoFn.StateParam(WATERMARK), horizon=beam.DoFn.StateParam(HORIZON),
+                armed=beam.DoFn.StateParam(ARMED), tick=beam.DoFn.TimerParam(TICK)):
+        _, (day, start, table) = keyed
+        lower = wm.read()
+        closes = start + DAY_SECONDS + self._lateness
+        if lower is not None and closes <= lower:
+            yield beam.pvalue.TaggedOutput(LATE, (day, table))
+            return
+        yield TimestampedValue((day, table), start)
+        horizon.write(max(horizon.read() or closes, closes))
+        if armed.read() is None:
+            first = (lower if lower is not None else start) + TICK_SECONDS
+            armed.write(first)
+            tick.set(Timestamp(first))
+
+    @on_timer(TICK)
+    def _tick(self, fired=beam.DoFn.TimestampParam, wm=beam.DoFn.StateParam(WATERMARK),
+              horizon=beam.DoFn.StateParam(HORIZON), armed=beam.DoFn.StateParam(ARMED),
+              tick=beam.DoFn.TimerParam(TICK)):
+        now = int(fired.micros // 1_000_000)
+        wm.write(now)
+        # keep ticking while some open day could still close; stop (and re-arm on new data) after
+        if now < (horizon.read() or 0) + DAY_SECONDS:
+            armed.write(now + TICK_SECONDS)
+            tick.set(Timestamp(now + TICK_SECONDS))
+        else:
+            armed.clear()
+        return []
+
+
+def late_rejects(day: str, table: pa.Table) -> list[dict]:
+    """One `rejects` row (stage `window`, reason `late`) per block of a too-late day part."""
+    cols = ["article_id", "update_id", "published_at", "event_time", "text"]
+    out = []
+    for r in table.select(["source_uri", "line", *cols]).to_pylist():
+        raw = json.dumps({c: (r[c].isoformat() if hasattr(r[c], "isoformat") else r[c]) for c in cols},
+                         ensure_ascii=False)
+        out.append({**reject(r["source_uri"], r["line"], "window", "late", raw), "event_date": day})
+    return out
+
+
 class WindowByDay(beam.PTransform):
-    """Tables with `event_time` -> (day, table part) elements in one-day event-time windows."""
+    """Tables with `event_time` -> (day, table part) elements in one-day event-time windows.
+
+    The one place where Beam timestamps, windows, trigger and lateness are set. Each table is
+    split by the UTC day of `event_time`; each part is stamped with its day's start and put in a
+    one-day `FixedWindows`, fired when the watermark passes the end of the day and again for
+    every late arrival (accumulating: a later pane carries the whole day, so it replaces the
+    day's rows, never adds to them).
+
+    Late data: in a batch run the watermark moves only after all input is read, so no update is
+    late. In a streaming run, a part whose day ended more than `allowed_lateness` before the
+    watermark (observed with one-hour resolution) is not windowed: it leaves on the `late`
+    output and becomes `rejects` rows (stage `window`, reason `late`), counted per day in
+    `quality.late`. Parts within the lateness reach their day's window in a later pane.
+
+    Example: allowed lateness 1 day, watermark at 2022-02-23T02:00Z: a part for 2022-02-22 is
+    on its way into a late pane; a part for 2022-02-20 is refused as late.
+    """
+
+    def __init__(self, allowed_lateness: int = DEFAULT_ALLOWED_LATENESS, streaming: bool = False):
+        super().__init__()
+        if allowed_lateness < 0:
+            raise ValueError("--allowed-lateness must not be negative")
+        self._lateness, self._streaming = allowed_lateness, streaming
 
     def expand(self, tables):
-        return (
-            tables
-            | "StampByDay" >> beam.FlatMap(
-                lambda t: (TimestampedValue((day, part), start) for day, start, part in split_by_day(t)))
-            | "DayWindows" >> beam.WindowInto(FixedWindows(DAY_SECONDS))
+        parts = tables | "SplitByDay" >> beam.FlatMap(lambda t: list(split_by_day(t)))
+        if self._streaming:
+            gated = (
+                parts
+                | "OneKey" >> beam.Map(lambda part: (None, part))
+                | "LateGate" >> beam.ParDo(_LateGateFn(self._lateness))
+                .with_output_types(Tuple[str, Any]).with_outputs(LATE, main="on_time")
+            )
+            on_time, late = gated.on_time, gated[LATE]
+        else:
+            on_time = parts | "StampByDay" >> beam.Map(lambda p: TimestampedValue((p[0], p[2]), p[1]))
+            late = parts.pipeline | "NoLateInBatch" >> beam.Create([])
+        windowed = on_time | "DayWindows" >> beam.WindowInto(
+            FixedWindows(DAY_SECONDS),
+            trigger=AfterWatermark(late=AfterCount(1)),
+            accumulation_mode=AccumulationMode.ACCUMULATING,
+            allowed_lateness=Duration(seconds=WINDOW_RETENTION_SECONDS),
         )
+        rejects = late | "LateRejects" >> beam.FlatMapTuple(late_rejects)
+        return {"windowed": windowed, LATE: rejects}
