@@ -2,6 +2,7 @@
 
     newsevents run --input PATH... --output DIR [--format auto|text|jsonl|liveblog] [beam options]
     newsevents sql DIR "SELECT ..."     # DuckDB over views events, duplicates, rejects, quality
+    newsevents report DIR --html PATH   # one self-contained HTML page of charts
 
 Exit status: 0 when the run succeeded (rejects included); 2 with one line on stderr for
 unusable arguments, a missing input or an unwritable output location; 1 for a failed run.
@@ -64,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(rest)
     if command == "sql":
         return _sql(rest)
-    return _error(f"unknown command {command!r} (expected run or sql)")
+    if command == "report":
+        from pipelines.report import main_report
+
+        return main_report(rest)
+    return _error(f"unknown command {command!r} (expected run, sql or report)")
 
 
 if __name__ == "__main__":

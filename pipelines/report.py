@@ -8,7 +8,8 @@ plotly.js bundle is embedded once, so the page opens with no network):
 3. the largest near-duplicate clusters, kept text and each copy side by side with the words
    that differ highlighted (the largest exact clusters, said so, when there is no near one),
 4. rejects by reason, with one example input per reason,
-5. late updates per day (`quality.late`), drawn even when every day is 0,
+5. late updates per day (`quality.late`: updates that came after their day's window closed,
+   also kept as `late` rejects), drawn even when every day is 0 (always so in a batch run),
 
 under a header with the totals (blocks read, events, duplicates, rejects), whether they add
 up (every block read is one events, duplicates or rejects row), and where the data came from.
@@ -525,7 +526,8 @@ def render_html(data: dict) -> str:
         other_note = (f"<p class='note'>Grey: {_plural(len(epd['other_sources']), 'smaller source')} grouped "
                       f"as “other”.</p>")
     near_note = "" if any(ds["near"]) else "<p class='note'>No near duplicates on any day.</p>"
-    late_note = ("<p class='note'>Every day has 0 late updates in <code>quality.late</code>.</p>"
+    late_note = ("<p class='note'>Every day has 0 late updates in <code>quality.late</code> (a batch run has"
+                 " none: late data comes from streaming runs).</p>"
                  if late["all_zero"] else "")
     cards = [
         ("Events per day by source", "Distinct events written per UTC day, stacked by publisher.",
@@ -534,7 +536,8 @@ def render_html(data: dict) -> str:
          _chart(_fig_duplicate_share(go, ds), CHART_IDS["duplicate_share"]) + near_note, ""),
         ("Rejects by reason", "Refused inputs per reason (every refusal is a row of the rejects table).",
          _chart(_fig_rejects(go, rj), CHART_IDS["rejects_by_reason"]) + _rejects_table(rj), ""),
-        ("Late updates per day", "Updates that arrived after their day's window (quality.late).",
+        ("Late updates per day", "Updates that arrived after their day's window had closed (past --allowed-lateness):"
+         " quality.late, kept as rejects with reason late.",
          _chart(_fig_late(go, late), CHART_IDS["late_per_day"]) + late_note, ""),
         ("Largest near-duplicate clusters" if not data["clusters"]["fallback"]
          else "Largest duplicate clusters", "What was merged: the kept text and its copies side by side.",
@@ -561,12 +564,16 @@ def render_html(data: dict) -> str:
 # --------------------------------------------------------------------------- file and command line
 
 
-def write_report(root: str, html_path: str) -> dict:
+def write_report(root: str, html_path: str) -> None:
     """Compute the report for the dataset at `root` and write it to `html_path` (by rename).
 
-    Returns the data the page was drawn from. Raises `pipelines.sql.SqlError` for a missing or
-    unreadable dataset and `OSError` when `html_path` cannot be written.
+    Raises `pipelines.sql.SqlError` for a missing or unreadable dataset and `OSError` when
+    `html_path` cannot be written.
     """
+    _write_report(root, html_path)
+
+
+def _write_report(root: str, html_path: str) -> dict:
     data = report_data(root)
     page = render_html(data)
     directory = os.path.dirname(os.path.abspath(html_path))
@@ -619,7 +626,7 @@ def main_report(argv: list[str]) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
-        data = write_report(args.dir, args.html)
+        data = _write_report(args.dir, args.html)
     except SqlError as e:
         return _error(str(e))
     except duckdb.Error as e:
