@@ -21,14 +21,15 @@ def _error(msg: str, code: int = 2) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from pipelines.news_events import UsageError, run
+    from pipelines.news_events import NewsEventsOptions, UsageError, pipeline_options, run, summary
 
     if not any(a == "--input" or a.startswith("--input=") for a in argv):
         return _error("--input is required")
     if not any(a == "--output" or a.startswith("--output=") for a in argv):
         return _error("--output is required")
     try:
-        run(argv)
+        result = run(argv)
+        print(summary(result, pipeline_options(argv).view_as(NewsEventsOptions).output))
     except UsageError as e:
         return _error(str(e))
     except SystemExit as e:  # argparse inside Beam's options parser

@@ -49,6 +49,10 @@ class NewsEventsOptions(PipelineOptions):
         parser.add_argument("--event-time", "--event_time", dest="event_time", default="text",
                             help="text: the day stated in the block, else publication time (default); "
                                  "published: always the publication time")
+        parser.add_argument("--progress", action="store_true",
+                            help="log progress even when stderr is not a terminal")
+        parser.add_argument("--progress-every", "--progress_every", dest="progress_every", type=float,
+                            default=10.0, help="seconds between progress lines (default 10)")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -121,7 +125,9 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     files = expand_inputs(patterns)
     token = opts.run_token or uuid.uuid4().hex
 
-    read = p | "Files" >> beam.Create(files) | "Read" >> ReadUpdates(opts.format)
+    every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
+    read = p | "Files" >> beam.Create(files) | "Read" >> ReadUpdates(
+        opts.format, len(files), sum(size for _, size in files), every)
     blocks = read["updates"] | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
     marked = normalized["blocks"] | "DedupSnapshots" >> DedupSnapshots(opts.shards)
@@ -143,14 +149,56 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
     return options
 
 
-def run(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None):
+    """Check, build and run; returns the Beam PipelineResult (its metrics hold the counters)."""
     options = pipeline_options(list(sys.argv[1:] if argv is None else argv))
     opts = options.view_as(NewsEventsOptions)
     if opts.output:
         check_output(opts.output)
     p = beam.Pipeline(options=options)
     build(p, options)
-    p.run().wait_until_finish()
+    result = p.run()
+    result.wait_until_finish()
+    return result
+
+
+def counters(result) -> dict[str, int]:
+    """The run's `newsevents` counters (committed values where the runner has them)."""
+    out: dict[str, int] = {}
+    for c in result.metrics().query()["counters"]:
+        if c.key.metric.namespace == "newsevents":
+            value = c.committed if c.committed is not None else c.attempted
+            out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+def summary(result, output: str, max_days: int = 31) -> str:
+    """The end-of-run table: this run's totals, rejects by reason, the output's days."""
+    from pipelines.sql import connect
+
+    c = counters(result)
+    lines = [
+        f"read {c.get('files_read', 0)} files ({c.get('bytes_read', 0) / 1e6:.1f} MB), "
+        f"{c.get('blocks', 0) + c.get('rejects', 0)} blocks: {c.get('events', 0)} events, "
+        f"{c.get('exact_duplicates', 0)} exact and {c.get('near_duplicates', 0)} near duplicates, "
+        f"{c.get('rejects', 0)} rejects ({c.get('late', 0)} late)",
+    ]
+    reasons = sorted((k.split(".", 1)[1], v) for k, v in c.items() if k.startswith("rejects."))
+    if reasons:
+        lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
+    rows = connect(output).sql(
+        "SELECT coalesce(event_date::VARCHAR, '(no day)'), blocks_read, events_written, exact_duplicates,"
+        " near_duplicates, late, rejected FROM quality ORDER BY event_date DESC NULLS LAST").fetchall()
+    head = ("day", "blocks", "events", "exact", "near", "late", "rejects")
+    shown = rows[:max_days]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *shown)] if shown else [len(h) for h in head]
+    lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    shown.sort(key=lambda r: (r[0].startswith("("), r[0]))
+    lines += ["  ".join(str(x).rjust(w) for x, w in zip(r, widths)) for r in shown]
+    if len(rows) > max_days:
+        lines.append(f"... and {len(rows) - max_days} earlier days (newsevents sql {output} \"SELECT * FROM quality\")")
+    lines.append(f"output: {output}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

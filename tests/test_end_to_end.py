@@ -194,8 +194,14 @@ def test_cli_user_errors_are_one_line(tmp_path, args, message):
 
 def test_cli_run_and_sql(tmp_path):
     out = tmp_path / "out"
-    r = _cli("run", "--input", "sample/input", "--output", str(out))
+    r = _cli("run", "--input", "sample/input", "--output", str(out), "--progress", "--progress-every", "0")
     assert r.returncode == 0, r.stderr
+    # the end-of-run summary (from the run's Beam counters and the quality table)
+    assert "read 4 files" in r.stdout
+    assert "39 blocks: 22 events, 16 exact and 0 near duplicates, 1 rejects (0 late)" in r.stdout
+    assert "rejects by reason: missing_field:published_at 1" in r.stdout
+    assert "2024-03-04      33      18     15" in r.stdout and f"output: {out}" in r.stdout
+    assert "progress: " in r.stderr and " input files, " in r.stderr
     r = _cli("sql", str(out), "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY kind")
     assert r.returncode == 0, r.stderr
     assert "heading" in r.stdout and "paragraph" in r.stdout and "│" in r.stdout

@@ -32,6 +32,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, shard_of, stable_hash
@@ -187,10 +188,21 @@ class _DedupDayFn(beam.DoFn):
     def __init__(self, near: NearFn | None):
         self._near = near
 
+    def setup(self):
+        self._counters = {name: Metrics.counter("newsevents", name)
+                          for name in ("blocks", "events", "exact_duplicates", "near_duplicates")}
+
     def process(self, element, pane=beam.DoFn.PaneInfoParam):
         day_str, tables = element
         day = dt.date.fromisoformat(day_str)
-        for name, t in dedup_day(day, concat(tables), self._near).items():
+        out = dedup_day(day, concat(tables), self._near)
+        if pane.index == 0:  # a later pane repeats the day: count it once
+            (q,) = out["quality"].to_pylist()
+            for name, value in (("blocks", q["blocks_read"]), ("events", q["events_written"]),
+                                ("exact_duplicates", q["exact_duplicates"]),
+                                ("near_duplicates", q["near_duplicates"])):
+                self._counters[name].inc(value)
+        for name, t in out.items():
             yield name, day, t, pane.index
 
 

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
+import time
 from typing import Iterable, Iterator, NamedTuple
 from urllib.parse import urlparse
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from pydantic import ValidationError
 
 from schemas.models import REJECT_RAW_LIMIT, UTC, UpdateIn
@@ -355,13 +358,41 @@ class _PlanReadsFn(beam.DoFn):
 
 
 class _ReadPlanFn(beam.DoFn):
+    """Reads one plan. Counts files, bytes and updates as Beam metrics (namespace `newsevents`)
+    and, when asked, logs progress at a steady interval (per worker: files and bytes it read)."""
+
+    def __init__(self, total_files: int = 0, total_bytes: int = 0, progress_every: float = 0.0):
+        self._total_files, self._total_bytes, self._every = total_files, total_bytes, progress_every
+
+    def setup(self):
+        self._files = self._bytes = 0
+        self._last = time.monotonic()
+        self._files_read = Metrics.counter("newsevents", "files_read")
+        self._bytes_read = Metrics.counter("newsevents", "bytes_read")
+        self._updates = Metrics.counter("newsevents", "updates_read")
+
+    def _progress(self, data: bytes, plan: ReadPlan) -> None:
+        self._bytes += len(data)
+        self._bytes_read.inc(len(data))
+        if plan.start == 0:
+            self._files += 1
+            self._files_read.inc()
+        now = time.monotonic()
+        if self._every and now - self._last >= self._every:
+            self._last = now
+            logging.getLogger("newsevents.progress").warning(
+                "progress: %d of %d input files, %.1f of %.1f MB read", self._files, self._total_files,
+                self._bytes / 1e6, self._total_bytes / 1e6)
+
     def process(self, plan: ReadPlan) -> Iterable:
         try:
             data = _read_bytes(plan.uri, plan.start, plan.end)
         except Exception as e:
             yield beam.pvalue.TaggedOutput(REJECTS, reject(plan.uri, None, "read", "unreadable", str(e)))
             return
+        self._progress(data, plan)
         rows, rejects = read_plan(plan, data)
+        self._updates.inc(len(rows))
         for r in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, r)
         if rows:
@@ -375,18 +406,19 @@ class ReadUpdates(beam.PTransform):
     so a missing path never reaches the workers.
     """
 
-    def __init__(self, fmt: str = "auto"):
+    def __init__(self, fmt: str = "auto", total_files: int = 0, total_bytes: int = 0, progress_every: float = 0.0):
         super().__init__()
         if fmt not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         self._fmt = fmt
+        self._progress = (total_files, total_bytes, progress_every)
 
     def expand(self, files):
         plans = files | "Plan" >> beam.ParDo(_PlanReadsFn(self._fmt)).with_outputs(REJECTS, main="plans")
         read = (
             plans.plans
             | "Spread" >> beam.Reshuffle()
-            | "Parse" >> beam.ParDo(_ReadPlanFn()).with_outputs(REJECTS, main="updates")
+            | "Parse" >> beam.ParDo(_ReadPlanFn(*self._progress)).with_outputs(REJECTS, main="updates")
         )
         rejects = (plans[REJECTS], read[REJECTS]) | "Rejects" >> beam.Flatten()
         return {"updates": read.updates, REJECTS: rejects}

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.trigger import AccumulationMode, AfterWatermark
 from apache_beam.transforms.window import GlobalWindows
 
@@ -106,6 +107,14 @@ def merge_quality(day_key: str, items) -> tuple:
 def _day_key(day) -> str:
     """Shuffle key of a day: its ISO string, '' for no day (dates have no deterministic coder)."""
     return day.isoformat() if isinstance(day, dt.date) else (day or "")
+
+
+def _count_reject(r: dict) -> tuple[str, dict]:
+    Metrics.counter("newsevents", "rejects").inc()
+    Metrics.counter("newsevents", f"rejects.{r['reason']}").inc()
+    if r["stage"] == "window":
+        Metrics.counter("newsevents", "late").inc()
+    return r["source_uri"], r
 
 
 class _WriteStagedFn(beam.DoFn):
@@ -192,7 +201,7 @@ class WriteDataset(beam.PTransform):
         )
         reject_files = (
             rejects
-            | "ByInput" >> beam.Map(lambda r: (r["source_uri"], r))
+            | "ByInput" >> beam.Map(_count_reject)
             | "GroupRejects" >> beam.GroupByKey()
             | "RejectFile" >> beam.MapTuple(
                 lambda uri, rows: ("rejects", None, f"part-{stable_hash(uri, 16)}.parquet", rejects_table(list(rows)), 0))
