@@ -5,7 +5,8 @@
     newsevents report DIR --html PATH   # one self-contained HTML page of charts
 
 Exit status: 0 when the run succeeded (rejects included); 2 with one line on stderr for
-unusable arguments, a missing input or an unwritable output location; 1 for a failed run.
+unusable arguments, a missing input or an unwritable output location; 75 when another run
+holds the output (try again later); 1 for a failed run.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 import sys
 
 USAGE = __doc__.split("\n\n")[1]
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output; a scheduler may retry
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -21,6 +23,7 @@ def _error(msg: str, code: int = 2) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    from pipelines.lock import LockError
     from pipelines.news_events import NewsEventsOptions, UsageError, pipeline_options, run, summary
 
     if not any(a == "--input" or a.startswith("--input=") for a in argv):
@@ -32,6 +35,8 @@ def _run(argv: list[str]) -> int:
         print(summary(result, pipeline_options(argv).view_as(NewsEventsOptions).output))
     except UsageError as e:
         return _error(str(e))
+    except LockError as e:
+        return _error(str(e), EXIT_LOCKED)
     except SystemExit as e:  # argparse inside Beam's options parser
         return int(e.code or 0) if e.code not in (None, 0) else 0
     return 0

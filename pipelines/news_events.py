@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipelines.lock import OutputLock
 from transforms.common import REJECTS
 from transforms.event_time import resolve_batch
 from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots
@@ -157,8 +158,9 @@ def run(argv: list[str] | None = None):
         check_output(opts.output)
     p = beam.Pipeline(options=options)
     build(p, options)
-    result = p.run()
-    result.wait_until_finish()
+    with OutputLock(opts.output):
+        result = p.run()
+        result.wait_until_finish()
     return result
 
 

@@ -218,3 +218,25 @@ def test_liveblog_end_to_end(tmp_path):
     assert_accounting(out, sentences)
     assert query(out, "SELECT DISTINCT article_id, source FROM events") == [(str(blog["blog_id"]), "theguardian.com")]
     assert query(out, "SELECT count(DISTINCT update_id) FROM events")[0][0] == len(blog["documents"])
+
+
+def test_second_run_on_a_locked_output_refuses(tmp_path):
+    import os
+    import socket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / "_lock"
+    # a live run holds the output (this test's own process stands for it)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": "x",
+                                "started": "2026-01-01T00:00:00+00:00"}))
+    r = _cli("run", "--input", "sample/input", "--output", str(out))
+    assert r.returncode == 75
+    assert r.stderr.strip().count("\n") == 0 and "is in use by another run" in r.stderr and str(lock) in r.stderr
+    assert not (out / "events").exists()  # nothing written
+    # a lock left by a dead run is taken over, and released at the end
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "token": "y"}))
+    r = _cli("run", "--input", "sample/input", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert not lock.exists() and query(out, "SELECT count(*) FROM events") == [(22,)]
