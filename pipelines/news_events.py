@@ -204,6 +204,9 @@ def summary(result, output: str, max_days: int = 31) -> str:
 
 
 if __name__ == "__main__":
+    # Run as a script this module is `__main__`; register it under its own name so that
+    # pipelines.cli imports this very module (a second copy would declare the options twice).
+    sys.modules.setdefault("pipelines.news_events", sys.modules[__name__])
     from pipelines.cli import main
 
     sys.exit(main(["run", *sys.argv[1:]]))

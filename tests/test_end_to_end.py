@@ -240,3 +240,10 @@ def test_second_run_on_a_locked_output_refuses(tmp_path):
     r = _cli("run", "--input", "sample/input", "--output", str(out))
     assert r.returncode == 0, r.stderr
     assert not lock.exists() and query(out, "SELECT count(*) FROM events") == [(22,)]
+
+
+def test_module_entry_point(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pipelines.news_events", "--input", "sample/input",
+                        "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "22 events" in r.stdout and query(tmp_path / "out", "SELECT count(*) FROM events") == [(22,)]
