@@ -22,7 +22,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.lock import OutputLock
 from transforms.common import REJECTS
 from transforms.event_time import resolve_batch
-from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots
+from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots, NearDetector
+from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD
 from transforms.normalize import Normalize
 from transforms.read import FORMATS, ReadUpdates
 from transforms.sink import WriteDataset, join
@@ -54,6 +55,13 @@ class NewsEventsOptions(PipelineOptions):
                             help="log progress even when stderr is not a terminal")
         parser.add_argument("--progress-every", "--progress_every", dest="progress_every", type=float,
                             default=10.0, help="seconds between progress lines (default 10)")
+        parser.add_argument("--near", default="on", help="near-duplicate detection within a day: on (default) or off")
+        parser.add_argument("--near-threshold", "--near_threshold", dest="near_threshold", type=float,
+                            default=DEFAULT_THRESHOLD,
+                            help=f"similarity (max of Jaccard and guarded containment of word shingles) at "
+                                 f"which two events of a day are near duplicates (default {DEFAULT_THRESHOLD})")
+        parser.add_argument("--shingle-size", "--shingle_size", dest="shingle_size", type=int,
+                            default=DEFAULT_SHINGLE, help=f"words per shingle (default {DEFAULT_SHINGLE})")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -123,6 +131,12 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         lateness = parse_duration(opts.allowed_lateness)
     except ValueError as e:
         raise UsageError(f"--allowed-lateness: {e}") from None
+    if opts.near not in ("on", "off"):
+        raise UsageError(f"--near must be on or off, not {opts.near!r}")
+    try:
+        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     files = expand_inputs(patterns)
     token = opts.run_token or uuid.uuid4().hex
 
@@ -136,7 +150,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming
     windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming))
-    parts = windowed["windowed"] | "DedupDay" >> DedupDay()
+    parts = windowed["windowed"] | "DedupDay" >> DedupDay(near)
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
     committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token)
     return {"parts": parts, "rejects": rejects, "committed": committed}

@@ -198,9 +198,9 @@ def test_cli_run_and_sql(tmp_path):
     assert r.returncode == 0, r.stderr
     # the end-of-run summary (from the run's Beam counters and the quality table)
     assert "read 4 files" in r.stdout
-    assert "39 blocks: 22 events, 16 exact and 0 near duplicates, 1 rejects (0 late)" in r.stdout
+    assert "39 blocks: 21 events, 16 exact and 1 near duplicates, 1 rejects (0 late)" in r.stdout
     assert "rejects by reason: missing_field:published_at 1" in r.stdout
-    assert "2024-03-04      33      18     15" in r.stdout and f"output: {out}" in r.stdout
+    assert "2024-03-04      33      17     15     1" in r.stdout and f"output: {out}" in r.stdout
     assert "progress: " in r.stderr and " input files, " in r.stderr
     r = _cli("sql", str(out), "SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY kind")
     assert r.returncode == 0, r.stderr
@@ -239,11 +239,11 @@ def test_second_run_on_a_locked_output_refuses(tmp_path):
     lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "token": "y"}))
     r = _cli("run", "--input", "sample/input", "--output", str(out))
     assert r.returncode == 0, r.stderr
-    assert not lock.exists() and query(out, "SELECT count(*) FROM events") == [(22,)]
+    assert not lock.exists() and query(out, "SELECT count(*) FROM events") == [(21,)]
 
 
 def test_module_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipelines.news_events", "--input", "sample/input",
                         "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "22 events" in r.stdout and query(tmp_path / "out", "SELECT count(*) FROM events") == [(22,)]
+    assert "21 events" in r.stdout and query(tmp_path / "out", "SELECT count(*) FROM events") == [(21,)]

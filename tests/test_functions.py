@@ -295,7 +295,7 @@ def test_dedup_day_near_hook_repoints_lineage():
         ("B", "Storm closes the port today.", 9, "s3")])))
 
     def near(texts):  # B's text merges into A's: index 0 is A (earliest)
-        assert texts == ["Storm closes the port.", "Storm closes the port today."]
+        assert texts.to_pylist() == ["Storm closes the port.", "Storm closes the port today."]
         return [0, 0], [1.0, 0.8]
 
     out = dedup_day(dt.date(2022, 2, 20), t, near)

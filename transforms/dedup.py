@@ -26,6 +26,7 @@ Guarantee: every block in is exactly one `events` row or one `duplicates` row;
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import apache_beam as beam
@@ -36,6 +37,7 @@ from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, shard_of, stable_hash
+from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 
 DEFAULT_SHARDS = 16
 PRIORITY = [("published_at", "ascending"), ("article_id", "ascending"), ("position", "ascending"),
@@ -92,7 +94,27 @@ class DedupSnapshots(beam.PTransform):
         )
 
 
-NearFn = Callable[[list[str]], "tuple[np.ndarray, np.ndarray]"]
+NearFn = Callable[[pa.ChunkedArray], "tuple[np.ndarray, np.ndarray]"]
+
+
+@dataclass(frozen=True)
+class NearDetector:
+    """The near-duplicate step of `dedup_day`: texts in keep-priority order -> (rep, similarity).
+
+    A picklable callable, so the same configuration reaches every worker."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    shingle: int = DEFAULT_SHINGLE
+
+    def __post_init__(self):
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"--near-threshold must be in (0, 1], not {self.threshold}")
+        if self.shingle < 1:
+            raise ValueError(f"--shingle-size must be at least 1, not {self.shingle}")
+
+    def __call__(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        r = near_duplicates(texts, threshold=self.threshold, shingle=self.shingle)
+        return r.rep, r.similarity
 
 
 def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict[str, pa.Table]:
@@ -116,7 +138,7 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
     sim = np.ones(n, dtype=np.float64)
     method_near = np.zeros(n, dtype=bool)
     if near is not None and len(survivors) > 1:
-        texts = kept.column("text").take(pa.array(survivors)).to_pylist()
+        texts = kept.column("text").take(pa.array(survivors))
         rep_s, sim_s = near(texts)
         rep_s = np.asarray(rep_s, dtype=np.int64)
         near_rep = survivors[rep_s]  # survivor index -> kept index of its cluster's rep

@@ -1,0 +1,529 @@
+"""Near-duplicate detection inside one event-day window (plain function, no Beam).
+
+`near_duplicates(texts)` takes the day's distinct event texts in keep-priority order (index 0
+is kept first) and groups lightly edited, abridged, re-typed, re-credited and re-laid-out
+copies of the same text. Each text points at the kept row of its group (`rep`) with its
+verified similarity to that row (`similarity`).
+
+Example::
+
+    >>> r = near_duplicates([
+    ...     "Russian troops shelled the town of Zolote in Luhansk region with Grad rockets on Friday",
+    ...     "RUSSIAN TROOPS shelled the town of Zolote, Luhansk region, with Grad rockets on Friday (Reuters)",
+    ...     "Russian troops shelled the town of Zolote in Luhansk region",
+    ...     "Ukraine says Russia has compiled a kill list for the invasion aftermath",
+    ... ])
+    >>> r.rep.tolist()
+    [0, 0, 0, 3]
+
+Method
+------
+1. Tokens: lower-cased; format characters (soft hyphen, zero-width space) removed; every run
+   of characters that are not letters, digits or marks is a separator. So case, quotes,
+   punctuation and spacing changes do not change the tokens. Done with `pyarrow.compute`;
+   each distinct token is hashed once with xxh3-64 (seeded), never with Python's `hash()`
+   (randomised per process), so results are the same in every process.
+2. Shingles: the set of contiguous word `shingle`-grams (default `DEFAULT_SHINGLE`), hashed to
+   64 bits by mixing the token hashes. A text with fewer tokens than `shingle` (but at least
+   one) gets one shingle standing for its whole token sequence: such a text only matches a
+   text with the same tokens in the same order (1-3 word headings like "Background" are not
+   matched by shared words). A text with no tokens is never merged.
+3. Score of a pair with shingle sets A, B (|A| <= |B|), both exact set operations::
+
+       jaccard     = |A & B| / |A | B|
+       containment = |A & B| / |A|       counted only when |A| >= MIN_CONTAINMENT_SHINGLES
+                                          and |A| >= CONTAINMENT_LENGTH_RATIO * |B|
+       score       = max(jaccard, containment)
+
+   Containment catches abridged copies (the first 3/4 of a story has containment 1 but
+   Jaccard about 0.75 with the full story) and credit lines; the guard keeps a short text
+   that happens to be contained in a long one (a headline inside its own lead paragraph, a
+   sentence quoted in a long post) from being merged: below the length-ratio floor only
+   Jaccard counts, which is then at most the ratio.
+4. Candidates: MinHash LSH. `num_perm` hash functions h(x) = a*x + b mod 2**32 (a odd,
+   random from `seed`) over the 32-bit shingle hashes; signatures are computed for the
+   whole batch with numpy (per-chunk broadcast multiply-add, `np.minimum.reduceat` over
+   each text's shingles). The signature is cut into `num_perm // rows` bands of `rows`
+   rows; texts that agree on all rows of some band are candidates. With the defaults
+   (128 permutations, bands of 4 rows: 32 bands) a pair is a candidate with probability
+   1 - (1 - J**4)**32: 0.56 at J = 0.4, 0.88 at J = 0.5, 0.997 at J = 0.7, about 1e-4 at
+   J = 0.1 (see `candidate_probability`). Inside one band bucket each text is paired with
+   the next `MAX_BUCKET_NEIGHBOURS` members in index order only, so a bucket of m texts
+   costs O(m), never O(m**2); since near-identical texts fill such buckets, chaining still
+   joins them. Candidates whose score cannot reach the threshold from the set sizes alone
+   (guard fails and |A|/|B| < threshold) are dropped before verification.
+5. Verification: the exact score of every candidate pair (vectorised: the shingle ids of
+   both texts of every pair are sorted together, equal neighbours are the intersection).
+   Pairs with score >= `threshold` are edges.
+6. Clusters: connected components of the edges (vectorised min-label propagation with
+   pointer jumping = union-find). The kept row is the smallest index of the component (the
+   caller sorted by keep priority). `similarity[i]` is the exact score of i against its kept
+   row, recomputed for every member: it can be below `threshold` when i joined through a
+   chain (A~B, B~C, C far from A). Kept rows have similarity 1.0.
+
+Cost grows linearly with N: tokenising, shingling, signatures and banding are O(total
+tokens x num_perm); band buckets are capped; verification is O(candidates x text length).
+Measured on this 2-core machine: see BENCHMARKS.md ("Near-duplicate detection").
+
+Why numpy and not datasketch: datasketch 2.0 `MinHash.update` is Python per shingle (and
+`update_batch` numpy per text); the vectorised batch signature here is one numpy pass over
+all shingles of all texts. Measured by `benchmarks/neardup_eval.py --datasketch` (figures in
+BENCHMARKS.md): the batch version is about two orders of magnitude faster per text.
+The 32-bit hash family a*x + b mod 2**32 is used for speed (uint32 arithmetic stays in
+cache); its inputs are already uniformly mixed 64-bit shingle hashes, and the measured
+band-collision rates match the MinHash formula (tests check it).
+
+Guarantees: deterministic (same input, same output in any process: fixed seeds, xxhash,
+stable sorts, no dependence on set or dict iteration order); rep[i] <= i; rep[rep[i]] ==
+rep[i]; pairs are compared only through their own shingles, so adding unrelated texts to
+the batch never splits a group (bucket capping can only add chain links, not remove them
+for near-identical texts).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_SHINGLE",
+    "DEFAULT_NUM_PERM",
+    "DEFAULT_ROWS",
+    "MIN_CONTAINMENT_SHINGLES",
+    "CONTAINMENT_LENGTH_RATIO",
+    "MAX_BUCKET_NEIGHBOURS",
+    "NearDupResult",
+    "near_duplicates",
+    "pair_scores",
+    "candidate_probability",
+]
+
+DEFAULT_THRESHOLD: float = 0.6
+DEFAULT_SHINGLE: int = 3
+DEFAULT_NUM_PERM: int = 128
+DEFAULT_ROWS: int = 3
+MIN_CONTAINMENT_SHINGLES: int = 4
+CONTAINMENT_LENGTH_RATIO: float = 0.5
+MAX_BUCKET_NEIGHBOURS: int = 64
+
+TextsLike = Union[Sequence[str], pa.Array, pa.ChunkedArray]
+
+_U64 = np.uint64
+_M1 = _U64(0xFF51AFD7ED558CCD)
+_M2 = _U64(0xC4CEB9FE1A85EC53)
+_GOLD = _U64(0x9E3779B97F4A7C15)
+_SHORT_TAG = _U64(0x5EED5EED5EED5EED)
+_S33 = _U64(33)
+_S32 = _U64(32)
+_CHUNK = 2048            # shingles per signature block (block stays in L2 cache)
+_VERIFY_CHUNK = 1 << 16  # shingle ids per verification block
+
+
+@dataclass(frozen=True)
+class NearDupResult:
+    """rep[i]: index of the kept row of i's cluster (rep[i] == i for kept rows);
+    similarity[i]: exact score of i against rep[i] (1.0 for kept rows)."""
+
+    rep: np.ndarray
+    similarity: np.ndarray
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Indices of kept rows, ascending."""
+        return np.flatnonzero(self.rep == np.arange(len(self.rep)))
+
+
+# --------------------------------------------------------------------------- hashing helpers
+
+
+def _fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3 64-bit finaliser (a bijection with full avalanche), vectorised."""
+    x = x ^ (x >> _S33)
+    x *= _M1
+    x ^= x >> _S33
+    x *= _M2
+    x ^= x >> _S33
+    return x
+
+
+def _as_arrow(texts: TextsLike) -> pa.Array:
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks else pa.array([], pa.large_string())
+    if isinstance(texts, pa.Array):
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            raise TypeError(f"texts must be strings, got Arrow type {texts.type}")
+        return texts
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    return pa.array(list(texts), type=pa.large_string())
+
+
+def _tokens(texts: pa.Array, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (token hashes uint64, flat in text order; token count per text int64)."""
+    n = len(texts)
+    low = pc.utf8_lower(texts)
+    # Format characters (soft hyphen, zero-width space...) only exist in non-ASCII texts.
+    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(low), True))
+    if pc.any(non_ascii).as_py():
+        idx = np.flatnonzero(non_ascii.to_numpy(zero_copy_only=False))
+        fixed = pc.replace_substring_regex(low.take(pa.array(idx)), r"\p{Cf}+", "")
+        low = pc.replace_with_mask(low, non_ascii, fixed)
+    # every run of non-word characters (punctuation, tabs, line breaks...) becomes a space;
+    # splitting on single spaces leaves empty strings, dropped below
+    spaced = pc.replace_substring_regex(low, r"[^\p{L}\p{N}\p{M} ]+", " ")
+    lists = pc.split_pattern(spaced, " ")
+    raw_counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
+    flat = pc.list_flatten(lists)
+    if len(flat) == 0:
+        return np.zeros(0, _U64), np.zeros(n, np.int64)
+    enc = pc.dictionary_encode(flat)
+    codes = enc.indices.to_numpy()
+    words = enc.dictionary.to_pylist()
+    digest = xxhash.xxh3_64_intdigest
+    vocab = np.fromiter((digest(w.encode("utf-8"), seed) for w in words), dtype=_U64, count=len(words))
+    if "" in words:
+        keep = codes != words.index("")
+        kept_before = np.zeros(len(codes) + 1, np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        ends = np.cumsum(raw_counts)
+        counts = kept_before[ends] - kept_before[ends - raw_counts]
+        codes = codes[keep]
+    else:
+        counts = raw_counts
+    return vocab[codes], counts
+
+
+def _shingles(tok: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (text index int64, shingle hash uint64) for every shingle occurrence."""
+    n = len(counts)
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    # regular k-shingles: every token that has k-1 tokens after it in its own text
+    valid = np.ones(len(tok), bool)
+    for d in range(1, k):
+        valid[starts[1:][counts >= d] - d] = False
+    first = np.flatnonzero(valid)
+    h = tok[first] * _GOLD if k > 1 else _fmix64(tok[first] ^ _GOLD)
+    for j in range(1, k):
+        h = _fmix64(h ^ tok[first + j])
+    s_text = np.repeat(np.arange(n, dtype=np.int64), np.maximum(counts - (k - 1), 0))
+    # texts with 1..k-1 tokens: one shingle for the whole (ordered) token sequence
+    short = np.flatnonzero((counts > 0) & (counts < k))
+    if len(short):
+        c = counts[short]
+        seg = np.cumsum(c) - c
+        tpos = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(seg, c)
+        idx = np.repeat(starts[short], c) + tpos
+        mixed = _fmix64(tok[idx] + (tpos.astype(_U64) + _U64(1)) * _GOLD)
+        hs = _fmix64(np.bitwise_xor.reduceat(mixed, seg) ^ (c.astype(_U64) * _SHORT_TAG))
+        s_text = np.concatenate([s_text, short])
+        h = np.concatenate([h, hs])
+    return s_text, h
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    x = np.sort(x)
+    if len(x) < 2:
+        return x
+    keep = np.empty(len(x), bool)
+    keep[0] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
+@dataclass(frozen=True)
+class _Sets:
+    """Per-text shingle sets as one sorted array of unique keys (text << bits) | h, where h
+    is the top `bits` bits of the shingle's 64-bit hash (bits = 64 - bits needed for the text
+    index, >= 40 for up to 16M texts). Text t's keys are key[offs[t]:offs[t+1]].
+
+    Set operations compare these truncated hashes: two different shingles of a compared
+    pair collide with probability |A| |B| / 2**bits (about 1e-11 for two 30-shingle texts
+    in a batch of 100k), so intersections are exact in practice."""
+
+    key: np.ndarray     # uint64, sorted, unique
+    offs: np.ndarray    # int64, N+1
+    size: np.ndarray    # int64, N
+    bits: int
+
+
+def _shingle_sets(texts: pa.Array, k: int, seed: int) -> _Sets:
+    n = len(texts)
+    bits = 64 - max(1, (n - 1).bit_length())
+    if bits < 32:
+        raise ValueError(f"too many texts for one call: {n}")
+    tok, counts = _tokens(texts, seed)
+    s_text, s_hash = _shingles(tok, counts, k)
+    key = _sorted_unique((s_text.astype(_U64) << _U64(bits)) | (s_hash >> _U64(64 - bits)))
+    size = np.bincount((key >> _U64(bits)).astype(np.int64), minlength=n).astype(np.int64)
+    offs = np.zeros(n + 1, np.int64)
+    np.cumsum(size, out=offs[1:])
+    return _Sets(key, offs, size, bits)
+
+
+def _signatures(sets: _Sets, rows_of: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signatures (len(rows_of) x num_perm, uint32) of the texts `rows_of` (all
+    non-empty, increasing), by a*x + b mod 2**32 over 32 bits of each shingle hash, computed
+    in blocks of whole texts small enough to stay in cache."""
+    rng = np.random.default_rng([seed, 0x4E44])
+    a = (rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | _U64(1)).astype(np.uint32)
+    b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64).astype(np.uint32)
+    x32 = sets.key.astype(np.uint32)  # low 32 bits: hash bits (bits >= 32)
+    offs = sets.offs
+    m = len(rows_of)
+    sig = np.empty((m, num_perm), np.uint32)
+    bounds = offs[rows_of]
+    ends = offs[rows_of + 1]
+    buf = np.empty((_CHUNK, num_perm), np.uint32)
+    i = 0
+    while i < m:
+        lo = bounds[i]
+        j = max(int(np.searchsorted(ends, lo + _CHUNK, side="right")), i + 1)
+        hi = ends[j - 1]
+        cnt = hi - lo
+        block = buf[:cnt] if cnt <= _CHUNK else np.empty((cnt, num_perm), np.uint32)
+        np.multiply(x32[lo:hi, None], a, out=block)
+        block += b
+        sig[i:j] = np.minimum.reduceat(block, bounds[i:j] - lo, axis=0)
+        i = j
+    return sig
+
+
+def _band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """64-bit hash of the band's `rows` signature values (equal values -> equal keys)."""
+    cols = sig[:, band * rows:(band + 1) * rows]
+    key = cols[:, 0].astype(_U64) << _S32
+    if rows > 1:
+        key |= cols[:, 1]
+    key = _fmix64(key)
+    for c in range(2, rows):
+        key = _fmix64(key ^ cols[:, c])
+    return key
+
+
+def _candidates(sig: np.ndarray, rows: int, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of signature rows that share all rows of at least one band. Within a
+    bucket each row is paired with the next `neighbours` rows in index order."""
+    m, p = sig.shape
+    bits = max(1, (m - 1).bit_length())
+    low = _U64((1 << bits) - 1)
+    index = np.arange(m, dtype=_U64)
+    out = []
+    for band in range(p // rows):
+        # key = band hash (high bits) | row index (low bits): one plain sort groups equal band
+        # hashes with rows in index order. Hash bits lost to the index only add candidates.
+        key = (_band_keys(sig, band, rows) & ~low) | index
+        key.sort()
+        hk = key >> _U64(bits)
+        same = hk[1:] == hk[:-1]
+        if not same.any():
+            continue
+        in_run = np.zeros(m, bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        pos = np.flatnonzero(in_run)
+        members = (key[pos] & low).astype(np.int64)
+        new_run = np.ones(len(pos), bool)
+        new_run[1:] = ~same[pos[1:] - 1]
+        run_id = np.cumsum(new_run) - 1
+        run_start = np.flatnonzero(new_run)
+        run_len = np.diff(np.append(run_start, len(pos)))
+        left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
+        for d in range(1, min(neighbours, int(run_len.max()) - 1) + 1):
+            sel = np.flatnonzero(left >= d)
+            if not len(sel):
+                break
+            out.append(members[sel].astype(_U64) * _U64(m) + members[sel + d].astype(_U64))
+    if not out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    code = _sorted_unique(np.concatenate(out))  # members ascend within a bucket: i < j
+    return (code // _U64(m)).astype(np.int64), (code % _U64(m)).astype(np.int64)
+
+
+def _agreement(sig8: np.ndarray, ci: np.ndarray, cj: np.ndarray) -> np.ndarray:
+    """Fraction of equal signature rows per pair: the MinHash estimate of Jaccard. `sig8`
+    holds the low byte of each row (b-bit MinHash): different minima agree by chance with
+    probability 1/256, which only raises the estimate (never drops a true pair)."""
+    out = np.empty(len(ci), np.float64)
+    step = max(1, (1 << 20) // max(sig8.shape[1], 1))
+    for s in range(0, len(ci), step):
+        out[s:s + step] = np.count_nonzero(sig8[ci[s:s + step]] == sig8[cj[s:s + step]], axis=1)
+    return out / sig8.shape[1]
+
+
+def _intersections(sets: _Sets, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
+    """Exact |A_i & A_j| per pair: each shingle id of the smaller set is looked up (binary
+    search) among the sorted (text, id) keys of the other text. Pairs are visited in order
+    of the larger text so that the lookups walk the key array forwards (cache friendly)."""
+    out = np.zeros(len(pi), np.int64)
+    if not len(pi):
+        return out
+    size, offs, key = sets.size, sets.offs, sets.key
+    u = _U64(1 << sets.bits)
+    swap = size[pi] > size[pj]
+    small = np.where(swap, pj, pi)
+    big = np.where(swap, pi, pj)
+    order = np.lexsort((small, big))
+    small, big = small[order], big[order]
+    ls = size[small]
+    cum = np.cumsum(ls)
+    res = np.empty(len(pi), np.int64)
+    start = 0
+    while start < len(pi):
+        base = cum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cum, base + _VERIFY_CHUNK, side="right")), start + 1)
+        sm, bg, ln = small[start:stop], big[start:stop], ls[start:stop]
+        first = np.cumsum(ln) - ln                      # each pair's first query
+        idx = np.repeat(offs[sm] - first, ln)
+        idx += np.arange(len(idx), dtype=np.int64)      # positions of the small text's keys
+        q = key[idx]
+        q += np.repeat(bg.astype(_U64) * u - sm.astype(_U64) * u, ln)  # same id, other text (mod 2**64)
+        at = np.searchsorted(key, q)
+        at[at == len(key)] = 0
+        res[start:stop] = np.add.reduceat((key[at] == q).view(np.int8), first, dtype=np.int64)
+        start = stop
+    out[order] = res
+    return out
+
+
+def _scores(
+    sets: _Sets, pi: np.ndarray, pj: np.ndarray, min_shingles: int, ratio_floor: float
+) -> np.ndarray:
+    inter = _intersections(sets, pi, pj).astype(np.float64)
+    a = sets.size[pi].astype(np.float64)
+    b = sets.size[pj].astype(np.float64)
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    union = a + b - inter
+    jac = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    guard = (lo >= min_shingles) & (lo >= ratio_floor * hi)
+    con = np.divide(inter, lo, out=np.zeros_like(inter), where=guard & (lo > 0))
+    return np.maximum(jac, con)
+
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Label of every node = smallest node index of its connected component."""
+    label = np.arange(n, dtype=np.int64)
+    if not len(i):
+        return label
+    while True:
+        li, lj = label[i], label[j]
+        diff = li != lj
+        if not diff.any():
+            return label
+        li, lj = li[diff], lj[diff]
+        # hook the larger root onto the smaller one (labels are roots after the jumps below)
+        np.minimum.at(label, np.maximum(li, lj), np.minimum(li, lj))
+        while True:  # pointer jumping until every node points at a root
+            nxt = label[label]
+            if np.array_equal(nxt, label):
+                break
+            label = nxt
+
+
+def _agreement_floor(
+    a: np.ndarray, b: np.ndarray, threshold: float, min_shingles: int, ratio: float, num_perm: int
+) -> np.ndarray:
+    """Per pair of set sizes: the signature agreement below which the pair is dropped
+    unverified, or 2.0 when the sizes alone rule it out.
+
+    The lowest Jaccard a pair with sizes lo <= hi can have and still score >= t is
+    t*lo / (lo + hi - t*lo) when containment counts (the guard passes), else t (then also
+    lo/hi >= t is needed). The floor is that Jaccard minus 4 standard deviations of the
+    MinHash estimate, so a pair that can reach the threshold is dropped with probability
+    below 1e-4.
+    """
+    lo = np.minimum(a, b).astype(np.float64)
+    hi = np.maximum(a, b).astype(np.float64)
+    guard = (lo >= min_shingles) & (lo >= ratio * hi)
+    j = np.where(guard, threshold * lo / (lo + hi - threshold * lo), threshold)
+    floor = np.maximum(j - 4.0 * np.sqrt(j * (1.0 - j) / num_perm), 0.0)
+    return np.where(guard | (lo >= threshold * hi), floor, 2.0)
+
+
+def _settings(threshold: float, shingle: int, num_perm: int, rows: int) -> None:
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if shingle < 1:
+        raise ValueError(f"shingle must be >= 1, got {shingle}")
+    if rows < 1 or num_perm < rows:
+        raise ValueError(f"need 1 <= rows <= num_perm, got rows={rows}, num_perm={num_perm}")
+
+
+def candidate_probability(jaccard: float, num_perm: int = DEFAULT_NUM_PERM, rows: int = DEFAULT_ROWS) -> float:
+    """Probability that a pair with this Jaccard similarity becomes an LSH candidate."""
+    bands = num_perm // rows
+    return 1.0 - (1.0 - jaccard**rows) ** bands
+
+
+def pair_scores(
+    texts: TextsLike,
+    pairs: Sequence[tuple[int, int]] | np.ndarray,
+    *,
+    shingle: int = DEFAULT_SHINGLE,
+    seed: int = 1,
+    min_containment_shingles: int = MIN_CONTAINMENT_SHINGLES,
+    containment_length_ratio: float = CONTAINMENT_LENGTH_RATIO,
+) -> np.ndarray:
+    """Exact score (see module doc) of the given index pairs, without LSH. For tests/benchmarks."""
+    arr = _as_arrow(texts)
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    sets = _shingle_sets(arr, shingle, seed)
+    return _scores(sets, p[:, 0], p[:, 1], min_containment_shingles, containment_length_ratio)
+
+
+def near_duplicates(
+    texts: TextsLike,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    shingle: int = DEFAULT_SHINGLE,
+    num_perm: int = DEFAULT_NUM_PERM,
+    seed: int = 1,
+    rows: int = DEFAULT_ROWS,
+    min_containment_shingles: int = MIN_CONTAINMENT_SHINGLES,
+    containment_length_ratio: float = CONTAINMENT_LENGTH_RATIO,
+    max_bucket_neighbours: int = MAX_BUCKET_NEIGHBOURS,
+) -> NearDupResult:
+    """Group near-duplicate texts; `texts` in keep-priority order (index 0 kept first).
+
+    Returns `NearDupResult(rep, similarity)`: rep[i] is the smallest index of i's cluster
+    (connected component of pairs with score >= `threshold`), similarity[i] the exact score
+    of i against rep[i] (1.0 for kept rows). Accepts a sequence of str (None = empty) or an
+    Arrow string array. See the module docstring for the score and the LSH.
+    """
+    _settings(threshold, shingle, num_perm, rows)
+    arr = _as_arrow(texts)
+    n = len(arr)
+    rep = np.arange(n, dtype=np.int64)
+    sim = np.ones(n, dtype=np.float64)
+    if n < 2:
+        return NearDupResult(rep, sim)
+    sets = _shingle_sets(arr, shingle, seed)
+    rows_of = np.flatnonzero(sets.size > 0)
+    if len(rows_of) < 2:
+        return NearDupResult(rep, sim)
+    sig = _signatures(sets, rows_of, num_perm, seed)
+    ci, cj = _candidates(sig, rows, max_bucket_neighbours)
+    # Drop pairs that cannot reach the threshold: from the set sizes alone, or because their
+    # signatures agree far less than the lowest Jaccard that could reach it given the sizes.
+    a, b = sets.size[rows_of[ci]], sets.size[rows_of[cj]]
+    floor = _agreement_floor(a, b, threshold, min_containment_shingles, containment_length_ratio, num_perm)
+    keep = floor <= 1.0
+    ci, cj, floor = ci[keep], cj[keep], floor[keep]
+    if len(ci):
+        keep = _agreement(sig.astype(np.uint8), ci, cj) >= floor
+        ci, cj = ci[keep], cj[keep]
+    pi, pj = rows_of[ci], rows_of[cj]
+    score = _scores(sets, pi, pj, min_containment_shingles, containment_length_ratio)
+    edge = score >= threshold
+    rep = _components(n, pi[edge], pj[edge])
+    members = np.flatnonzero(rep != np.arange(n))
+    if len(members):
+        sim[members] = _scores(sets, rep[members], members, min_containment_shingles, containment_length_ratio)
+    return NearDupResult(rep, sim)
