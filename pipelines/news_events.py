@@ -10,6 +10,7 @@ and runs. `python -m pipelines.news_events --input ... --output ...` is `newseve
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -62,6 +63,9 @@ class NewsEventsOptions(PipelineOptions):
                                  f"which two events of a day are near duplicates (default {DEFAULT_THRESHOLD})")
         parser.add_argument("--shingle-size", "--shingle_size", dest="shingle_size", type=int,
                             default=DEFAULT_SHINGLE, help=f"words per shingle (default {DEFAULT_SHINGLE})")
+        parser.add_argument("--date", default=None,
+                            help="the run's day (YYYY-MM-DD): replaces {date} in every --input pattern, "
+                                 "e.g. --input 'drops/{date}/**' --date 2024-03-05")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -72,6 +76,23 @@ def _has_glob(path: str) -> bool:
 def _visible(path: str, root: str) -> bool:
     rel = path[len(root):] if path.startswith(root) else path
     return not any(part.startswith((".", "_")) for part in rel.replace("\\", "/").split("/") if part)
+
+
+def substitute_date(patterns: list[str], date: str | None) -> list[str]:
+    """Replace `{date}` in each pattern by the run's `--date` (checked as YYYY-MM-DD)."""
+    if date is not None:
+        try:
+            dt.date.fromisoformat(date)
+        except ValueError:
+            raise UsageError(f"--date must be YYYY-MM-DD, not {date!r}") from None
+    out = []
+    for p in patterns:
+        if "{date}" in p:
+            if date is None:
+                raise UsageError(f"input {p} has {{date}} but no --date was given")
+            p = p.replace("{date}", date)
+        out.append(p)
+    return out
 
 
 def expand_inputs(patterns: list[str]) -> list[tuple[str, int]]:
@@ -119,6 +140,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     patterns = [x for group in (opts.input or []) for x in group]
     if not patterns:
         raise UsageError("--input is required")
+    patterns = substitute_date(patterns, opts.date)
     if not opts.output:
         raise UsageError("--output is required")
     if opts.format not in FORMATS:

@@ -247,3 +247,17 @@ def test_module_entry_point(tmp_path):
                         "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "21 events" in r.stdout and query(tmp_path / "out", "SELECT count(*) FROM events") == [(21,)]
+
+
+def test_date_option_fills_input_patterns(tmp_path):
+    drops = tmp_path / "drops" / "2024-03-04"
+    drops.mkdir(parents=True)
+    (drops / "a.jsonl").write_text(json.dumps({"article_id": "A", "text": "Port closed.",
+                                               "published_at": "2024-03-04T08:00:00Z"}) + "\n")
+    out = tmp_path / "out"
+    run_pipeline([f"{tmp_path}/drops/{{date}}/**"], out, "--date", "2024-03-04")
+    assert query(out, "SELECT event_date::VARCHAR, text FROM events") == [("2024-03-04", "Port closed.")]
+    r = _cli("run", "--input", f"{tmp_path}/drops/{{date}}/**", "--output", str(out), "--date", "2024-03-05")
+    assert r.returncode == 2 and "input not found" in r.stderr and "2024-03-05" in r.stderr
+    r = _cli("run", "--input", f"{tmp_path}/drops/{{date}}/**", "--output", str(out), "--date", "March")
+    assert r.returncode == 2 and "--date must be YYYY-MM-DD" in r.stderr
