@@ -19,16 +19,17 @@ Example::
 Method
 ------
 1. Tokens: lower-cased; format characters (soft hyphen, zero-width space) removed; every run
-   of characters that are not letters, digits or marks is a separator. So case, quotes,
-   punctuation and spacing changes do not change the tokens. Done with `pyarrow.compute`;
-   each distinct token is hashed once with xxh3-64 (seeded), never with Python's `hash()`
+   of characters that are not letters, digits or marks (Unicode P, S, C, Z) is a separator. So case, quotes,
+   punctuation, spacing and line-break changes do not change the tokens (dropping an
+   apostrophe or a typo does). Done with `pyarrow.compute` in blocks of texts; each distinct
+   token of a block is hashed once with xxh3-64 (seeded), never with Python's `hash()`
    (randomised per process), so results are the same in every process.
-2. Shingles: the set of contiguous word `shingle`-grams (default `DEFAULT_SHINGLE`), hashed to
-   64 bits by mixing the token hashes. A text with fewer tokens than `shingle` (but at least
-   one) gets one shingle standing for its whole token sequence: such a text only matches a
-   text with the same tokens in the same order (1-3 word headings like "Background" are not
-   matched by shared words). A text with no tokens is never merged.
-3. Score of a pair with shingle sets A, B (|A| <= |B|), both exact set operations::
+2. Shingles: the set of contiguous word `shingle`-grams (default 2: word pairs), hashed to 64
+   bits by mixing the token hashes. A text with fewer tokens than `shingle` (but at least
+   one) gets one shingle standing for its whole token sequence, so it only matches a text
+   with the same tokens in the same order ("Background" and "background." merge, "Background"
+   and "Background notes" do not). A text with no tokens is never merged.
+3. Score of a pair with shingle sets A, B (|A| <= |B|), exact set operations::
 
        jaccard     = |A & B| / |A | B|
        containment = |A & B| / |A|       counted only when |A| >= MIN_CONTAINMENT_SHINGLES
@@ -36,48 +37,63 @@ Method
        score       = max(jaccard, containment)
 
    Containment catches abridged copies (the first 3/4 of a story has containment 1 but
-   Jaccard about 0.75 with the full story) and credit lines; the guard keeps a short text
-   that happens to be contained in a long one (a headline inside its own lead paragraph, a
-   sentence quoted in a long post) from being merged: below the length-ratio floor only
-   Jaccard counts, which is then at most the ratio.
+   Jaccard about 0.75 with the full story, the first half about 0.5) and added credit
+   lines; the guard keeps a short text that happens to be contained in a long one (a
+   headline inside its own lead paragraph, a sentence quoted in a long post) from being
+   merged: below the length-ratio floor only Jaccard counts, and it is then at most the
+   ratio. Sets are kept as sorted (text, truncated shingle hash) keys: at least 40 hash
+   bits for up to 16M texts per call, so a chance collision inside a compared pair has
+   probability about |A| |B| / 2**40 (< 1e-9): exact in practice.
 4. Candidates: MinHash LSH. `num_perm` hash functions h(x) = a*x + b mod 2**32 (a odd,
-   random from `seed`) over the 32-bit shingle hashes; signatures are computed for the
-   whole batch with numpy (per-chunk broadcast multiply-add, `np.minimum.reduceat` over
-   each text's shingles). The signature is cut into `num_perm // rows` bands of `rows`
-   rows; texts that agree on all rows of some band are candidates. With the defaults
-   (128 permutations, bands of 4 rows: 32 bands) a pair is a candidate with probability
-   1 - (1 - J**4)**32: 0.56 at J = 0.4, 0.88 at J = 0.5, 0.997 at J = 0.7, about 1e-4 at
-   J = 0.1 (see `candidate_probability`). Inside one band bucket each text is paired with
-   the next `MAX_BUCKET_NEIGHBOURS` members in index order only, so a bucket of m texts
-   costs O(m), never O(m**2); since near-identical texts fill such buckets, chaining still
-   joins them. Candidates whose score cannot reach the threshold from the set sizes alone
-   (guard fails and |A|/|B| < threshold) are dropped before verification.
-5. Verification: the exact score of every candidate pair (vectorised: the shingle ids of
-   both texts of every pair are sorted together, equal neighbours are the intersection).
-   Pairs with score >= `threshold` are edges.
-6. Clusters: connected components of the edges (vectorised min-label propagation with
-   pointer jumping = union-find). The kept row is the smallest index of the component (the
-   caller sorted by keep priority). `similarity[i]` is the exact score of i against its kept
-   row, recomputed for every member: it can be below `threshold` when i joined through a
-   chain (A~B, B~C, C far from A). Kept rows have similarity 1.0.
+   random from `seed`) over 32 bits of each shingle hash; signatures of the whole batch are
+   computed with numpy in cache-sized blocks (broadcast multiply-add, `np.minimum.reduceat`
+   over each text's shingles) and cut into `num_perm // rows` bands of `rows` values; texts
+   equal on a whole band are candidates. Defaults: 96 permutations, 32 bands of 3 rows; a
+   pair is a candidate with probability 1 - (1 - J**3)**32 (`candidate_probability`): 0.03
+   at J = 0.1, 0.58 at 0.3, 0.88 at 0.4, 0.95 at 0.45, 0.99 at 0.5, ~1 from 0.6. The
+   defaults need J >= ~0.45: an abridged half has J ~0.47, an edited copy scoring 0.74 has
+   J >= 0.59. In a band bucket each text is paired with its next `MAX_BUCKET_NEIGHBOURS`
+   members in index order only, so a bucket of m texts costs O(m), never O(m**2); the
+   near-identical texts that fill such buckets are still joined by chaining.
+5. Filter, then verify: a candidate is dropped unverified when the set sizes alone rule it
+   out, or when its signatures agree (fraction of equal values, on the low byte of each
+   value: b-bit MinHash) more than 4 standard deviations below the lowest Jaccard that
+   could still reach the threshold with those set sizes (a pair that can reach it is lost
+   with probability < 1e-4). Survivors get their exact score (binary search of the smaller
+   set's keys among the other text's keys); pairs scoring >= `threshold` are edges.
+6. Clusters: connected components of the edges (vectorised union-find: hooking and pointer
+   jumping). The kept row is the smallest index of the component (the caller sorted by
+   keep priority). `similarity[i]` is the exact score of i against its kept row,
+   recomputed for every member: it can be below `threshold` when i joined through a chain
+   (A~B, B~C, C far from A). Kept rows have similarity 1.0.
 
-Cost grows linearly with N: tokenising, shingling, signatures and banding are O(total
-tokens x num_perm); band buckets are capped; verification is O(candidates x text length).
-Measured on this 2-core machine: see BENCHMARKS.md ("Near-duplicate detection").
+Defaults (shingle 2, threshold 0.74, containment guard >= 4 shingles and length ratio >=
+0.45) were chosen on a labelled set built from the real data beside the repository
+(benchmarks/neardup_eval.py): the grid point with the largest margin over the targets
+precision >= 0.98 and recall >= 0.9 on edited, abridged (3/4 and 1/2) and re-typed copies.
+Word 3-grams miss too many short re-typed or edited headlines (one changed word kills 3 of
+~8 shingles); single words merge distinct same-topic headlines. Figures in BENCHMARKS.md.
 
-Why numpy and not datasketch: datasketch 2.0 `MinHash.update` is Python per shingle (and
-`update_batch` numpy per text); the vectorised batch signature here is one numpy pass over
-all shingles of all texts. Measured by `benchmarks/neardup_eval.py --datasketch` (figures in
-BENCHMARKS.md): the batch version is about two orders of magnitude faster per text.
-The 32-bit hash family a*x + b mod 2**32 is used for speed (uint32 arithmetic stays in
-cache); its inputs are already uniformly mixed 64-bit shingle hashes, and the measured
-band-collision rates match the MinHash formula (tests check it).
+Cost is linear in the number of texts: every step is O(total shingles x num_perm) or
+O(candidates), band buckets are capped, and temporaries are kept to cache- or heap-sized
+blocks (fresh large allocations cost page faults that made an unblocked version grow
+faster than linearly). On this 2-core machine (one core used): about 4 ms per call of a few
+hundred texts, 8.5 s per million texts in calls of 2k-20k texts, 12.6-13.2 s in calls of
+100k-200k, 17 s in calls of 400k-800k (the working set outgrows the caches). Details and
+commands in BENCHMARKS.md.
 
-Guarantees: deterministic (same input, same output in any process: fixed seeds, xxhash,
-stable sorts, no dependence on set or dict iteration order); rep[i] <= i; rep[rep[i]] ==
-rep[i]; pairs are compared only through their own shingles, so adding unrelated texts to
-the batch never splits a group (bucket capping can only add chain links, not remove them
-for near-identical texts).
+Why numpy and not datasketch: datasketch 2.0's `MinHash.update` is Python per shingle and
+`update_batch` is numpy per text; here one numpy pass signs all shingles of all texts
+(`benchmarks/neardup_eval.py --datasketch`: 3.2 s per million texts for the signatures
+here, 112 s with `update_batch`, 193 s with `update`, shingling not counted). The
+hash family a*x + b mod 2**32 is used for speed (uint32 arithmetic in cache); its inputs are
+already uniformly mixed shingle hashes, and the test suite checks that signature agreement
+is an unbiased Jaccard estimate with binomial spread and that band collisions follow
+1 - (1 - J**rows)**bands.
+
+Guarantees: deterministic (same input, same output, in any process: seeded xxhash and
+numpy generators, sorts on unique keys, no dependence on set/dict order or `hash()`);
+rep[i] <= i and rep[rep[i]] == rep[i]; a pair's score depends only on the two texts.
 """
 from __future__ import annotations
 
@@ -104,12 +120,12 @@ __all__ = [
     "candidate_probability",
 ]
 
-DEFAULT_THRESHOLD: float = 0.6
-DEFAULT_SHINGLE: int = 3
-DEFAULT_NUM_PERM: int = 128
+DEFAULT_THRESHOLD: float = 0.74
+DEFAULT_SHINGLE: int = 2
+DEFAULT_NUM_PERM: int = 96
 DEFAULT_ROWS: int = 3
 MIN_CONTAINMENT_SHINGLES: int = 4
-CONTAINMENT_LENGTH_RATIO: float = 0.5
+CONTAINMENT_LENGTH_RATIO: float = 0.45
 MAX_BUCKET_NEIGHBOURS: int = 64
 
 TextsLike = Union[Sequence[str], pa.Array, pa.ChunkedArray]
@@ -122,7 +138,9 @@ _SHORT_TAG = _U64(0x5EED5EED5EED5EED)
 _S33 = _U64(33)
 _S32 = _U64(32)
 _CHUNK = 2048            # shingles per signature block (block stays in L2 cache)
-_VERIFY_CHUNK = 1 << 16  # shingle ids per verification block
+_VERIFY_CHUNK = 1 << 16  # shingle lookups per verification block
+_TEXT_BLOCK = 1 << 14    # texts per tokenizing block
+_SIG_BLOCK = 4096        # texts per signature block
 
 
 @dataclass(frozen=True)
@@ -164,19 +182,24 @@ def _as_arrow(texts: TextsLike) -> pa.Array:
     return pa.array(list(texts), type=pa.large_string())
 
 
-def _tokens(texts: pa.Array, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> (token hashes uint64, flat in text order; token count per text int64)."""
+def _tokens(texts: pa.Array, seed: int, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """-> (token hashes uint64, flat in text order; token count per text int64). `cache`
+    (word -> hash) carries token hashes across the blocks of one call."""
     n = len(texts)
     low = pc.utf8_lower(texts)
-    # Format characters (soft hyphen, zero-width space...) only exist in non-ASCII texts.
+    # Every run of characters other than letters, digits, marks and space becomes a space
+    # (splitting on single spaces then leaves empty strings, dropped below). ASCII texts take
+    # an ASCII pattern (compiling Unicode classes costs ~1 ms per call); texts with
+    # non-ASCII characters also lose their format characters (soft hyphen, zero-width space).
+    spaced = pc.replace_substring_regex(low, r"[^a-z0-9 ]+", " ")
     non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(low), True))
     if pc.any(non_ascii).as_py():
         idx = np.flatnonzero(non_ascii.to_numpy(zero_copy_only=False))
-        fixed = pc.replace_substring_regex(low.take(pa.array(idx)), r"\p{Cf}+", "")
-        low = pc.replace_with_mask(low, non_ascii, fixed)
-    # every run of non-word characters (punctuation, tabs, line breaks...) becomes a space;
-    # splitting on single spaces leaves empty strings, dropped below
-    spaced = pc.replace_substring_regex(low, r"[^\p{L}\p{N}\p{M} ]+", " ")
+        sub = pc.replace_substring_regex(low.take(pa.array(idx)), r"\p{Cf}+", "")
+        # = [^\p{L}\p{N}\p{M} ] except for unassigned code points; a positive class compiles
+        # twice as fast as the negated one
+        sub = pc.replace_substring_regex(sub, r"[\p{P}\p{S}\p{C}\p{Z}]+", " ")
+        spaced = pc.replace_with_mask(spaced, non_ascii, sub)
     lists = pc.split_pattern(spaced, " ")
     raw_counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
     flat = pc.list_flatten(lists)
@@ -186,7 +209,16 @@ def _tokens(texts: pa.Array, seed: int) -> tuple[np.ndarray, np.ndarray]:
     codes = enc.indices.to_numpy()
     words = enc.dictionary.to_pylist()
     digest = xxhash.xxh3_64_intdigest
-    vocab = np.fromiter((digest(w.encode("utf-8"), seed) for w in words), dtype=_U64, count=len(words))
+    if cache is None:
+        cache = {}
+    get = cache.get
+    hashes = []
+    for w in words:
+        h = get(w)
+        if h is None:
+            h = cache[w] = digest(w.encode("utf-8"), seed)
+        hashes.append(h)
+    vocab = np.array(hashes, dtype=_U64)
     if "" in words:
         keep = codes != words.index("")
         kept_before = np.zeros(len(codes) + 1, np.int64)
@@ -254,73 +286,101 @@ class _Sets:
 
 
 def _shingle_sets(texts: pa.Array, k: int, seed: int) -> _Sets:
+    """Shingle sets of all texts, built in blocks of `_TEXT_BLOCK` texts so that no
+    temporary array outgrows the allocator's reusable heap (fresh memory costs page faults)."""
     n = len(texts)
     bits = 64 - max(1, (n - 1).bit_length())
     if bits < 32:
         raise ValueError(f"too many texts for one call: {n}")
-    tok, counts = _tokens(texts, seed)
-    s_text, s_hash = _shingles(tok, counts, k)
-    key = _sorted_unique((s_text.astype(_U64) << _U64(bits)) | (s_hash >> _U64(64 - bits)))
-    size = np.bincount((key >> _U64(bits)).astype(np.int64), minlength=n).astype(np.int64)
+    shift = _U64(bits)
+    parts = []
+    cache: dict[str, int] = {}
+    for lo in range(0, n, _TEXT_BLOCK):
+        tok, counts = _tokens(texts.slice(lo, _TEXT_BLOCK), seed, cache)
+        s_text, s_hash = _shingles(tok, counts, k)
+        # blocks cover increasing text ranges, so sorted blocks concatenate to a sorted array
+        parts.append(_sorted_unique(((s_text + lo).astype(_U64) << shift) | (s_hash >> _U64(64 - bits))))
+    key = np.concatenate(parts) if parts else np.zeros(0, _U64)
+    size = np.bincount((key >> shift).astype(np.int64), minlength=n).astype(np.int64)
     offs = np.zeros(n + 1, np.int64)
     np.cumsum(size, out=offs[1:])
     return _Sets(key, offs, size, bits)
 
 
-def _signatures(sets: _Sets, rows_of: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    """MinHash signatures (len(rows_of) x num_perm, uint32) of the texts `rows_of` (all
-    non-empty, increasing), by a*x + b mod 2**32 over 32 bits of each shingle hash, computed
-    in blocks of whole texts small enough to stay in cache."""
+@dataclass(frozen=True)
+class _Sketch:
+    """LSH material of the non-empty texts (rows 0..m-1): `bands[b]` holds, per row, the
+    64-bit hash of band b's signature values with the row index in its low `index_bits`
+    bits; `sig8` the low byte of every signature value (for the agreement estimate)."""
+
+    bands: np.ndarray   # uint64 (n_bands, m)
+    sig8: np.ndarray    # uint8 (m, num_perm)
+    index_bits: int
+
+
+def _band_hash(mins: np.ndarray, n_bands: int, rows: int) -> np.ndarray:
+    """(texts, num_perm) uint32 minima -> (texts, n_bands) uint64 band hashes (equal band
+    values give equal hashes)."""
+    cols = mins[:, : n_bands * rows].reshape(len(mins), n_bands, rows)
+    key = cols[:, :, 0].astype(_U64) << _S32
+    if rows > 1:
+        key |= cols[:, :, 1]
+    key = _fmix64(key)
+    for c in range(2, rows):
+        key = _fmix64(key ^ cols[:, :, c])
+    return key
+
+
+def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: int) -> _Sketch:
+    """MinHash signatures of the texts `rows_of` (non-empty, increasing) by
+    h(x) = a*x + b mod 2**32 over 32 bits of each shingle hash, computed in blocks of whole
+    texts that stay in cache, and reduced at once to band hashes and low bytes (the full
+    signature matrix is never materialised)."""
     rng = np.random.default_rng([seed, 0x4E44])
     a = (rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | _U64(1)).astype(np.uint32)
     b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64).astype(np.uint32)
     x32 = sets.key.astype(np.uint32)  # low 32 bits: hash bits (bits >= 32)
-    offs = sets.offs
     m = len(rows_of)
-    sig = np.empty((m, num_perm), np.uint32)
-    bounds = offs[rows_of]
-    ends = offs[rows_of + 1]
+    n_bands = num_perm // rows
+    index_bits = max(1, (m - 1).bit_length())
+    low = _U64((1 << index_bits) - 1)
+    bands = np.empty((n_bands, m), _U64)
+    sig8 = np.empty((m, num_perm), np.uint8)
+    bounds = sets.offs[rows_of]
+    ends = sets.offs[rows_of + 1]
     buf = np.empty((_CHUNK, num_perm), np.uint32)
-    i = 0
-    while i < m:
-        lo = bounds[i]
-        j = max(int(np.searchsorted(ends, lo + _CHUNK, side="right")), i + 1)
-        hi = ends[j - 1]
-        cnt = hi - lo
-        block = buf[:cnt] if cnt <= _CHUNK else np.empty((cnt, num_perm), np.uint32)
-        np.multiply(x32[lo:hi, None], a, out=block)
-        block += b
-        sig[i:j] = np.minimum.reduceat(block, bounds[i:j] - lo, axis=0)
-        i = j
-    return sig
+    mins = np.empty((_SIG_BLOCK, num_perm), np.uint32)
+    for t0 in range(0, m, _SIG_BLOCK):
+        t1 = min(m, t0 + _SIG_BLOCK)
+        i = t0
+        while i < t1:
+            lo = bounds[i]
+            j = min(max(int(np.searchsorted(ends, lo + _CHUNK, side="right")), i + 1), t1)
+            hi = ends[j - 1]
+            block = buf[: hi - lo] if hi - lo <= _CHUNK else np.empty((hi - lo, num_perm), np.uint32)
+            np.multiply(x32[lo:hi, None], a, out=block)
+            block += b
+            mins[i - t0:j - t0] = np.minimum.reduceat(block, bounds[i:j] - lo, axis=0)
+            i = j
+        blk = mins[: t1 - t0]
+        sig8[t0:t1] = blk
+        keys = (_band_hash(blk, n_bands, rows) & ~low) | np.arange(t0, t1, dtype=_U64)[:, None]
+        bands[:, t0:t1] = keys.T
+    return _Sketch(bands, sig8, index_bits)
 
 
-def _band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
-    """64-bit hash of the band's `rows` signature values (equal values -> equal keys)."""
-    cols = sig[:, band * rows:(band + 1) * rows]
-    key = cols[:, 0].astype(_U64) << _S32
-    if rows > 1:
-        key |= cols[:, 1]
-    key = _fmix64(key)
-    for c in range(2, rows):
-        key = _fmix64(key ^ cols[:, c])
-    return key
-
-
-def _candidates(sig: np.ndarray, rows: int, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) of signature rows that share all rows of at least one band. Within a
-    bucket each row is paired with the next `neighbours` rows in index order."""
-    m, p = sig.shape
-    bits = max(1, (m - 1).bit_length())
-    low = _U64((1 << bits) - 1)
-    index = np.arange(m, dtype=_U64)
+def _candidates(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of rows that share all values of at least one band. Within a bucket
+    each row is paired with the next `neighbours` rows in index order."""
+    n_bands, m = sk.bands.shape
+    bits = _U64(sk.index_bits)
+    low = _U64((1 << sk.index_bits) - 1)
     out = []
-    for band in range(p // rows):
-        # key = band hash (high bits) | row index (low bits): one plain sort groups equal band
+    for band in range(n_bands):
+        # band hash (high bits) | row index (low bits): one plain sort groups equal band
         # hashes with rows in index order. Hash bits lost to the index only add candidates.
-        key = (_band_keys(sig, band, rows) & ~low) | index
-        key.sort()
-        hk = key >> _U64(bits)
+        key = np.sort(sk.bands[band])
+        hk = key >> bits
         same = hk[1:] == hk[:-1]
         if not same.any():
             continue
@@ -508,8 +568,8 @@ def near_duplicates(
     rows_of = np.flatnonzero(sets.size > 0)
     if len(rows_of) < 2:
         return NearDupResult(rep, sim)
-    sig = _signatures(sets, rows_of, num_perm, seed)
-    ci, cj = _candidates(sig, rows, max_bucket_neighbours)
+    sk = _sketch(sets, rows_of, num_perm, rows, seed)
+    ci, cj = _candidates(sk, max_bucket_neighbours)
     # Drop pairs that cannot reach the threshold: from the set sizes alone, or because their
     # signatures agree far less than the lowest Jaccard that could reach it given the sizes.
     a, b = sets.size[rows_of[ci]], sets.size[rows_of[cj]]
@@ -517,7 +577,7 @@ def near_duplicates(
     keep = floor <= 1.0
     ci, cj, floor = ci[keep], cj[keep], floor[keep]
     if len(ci):
-        keep = _agreement(sig.astype(np.uint8), ci, cj) >= floor
+        keep = _agreement(sk.sig8, ci, cj) >= floor
         ci, cj = ci[keep], cj[keep]
     pi, pj = rows_of[ci], rows_of[cj]
     score = _scores(sets, pi, pj, min_containment_shingles, containment_length_ratio)
