@@ -1,8 +1,10 @@
 """Small helpers shared by the steps: reject rows, stable hashes, batch utilities."""
 from __future__ import annotations
 
-import xxhash
 import pyarrow as pa
+import xxhash
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas.models import REJECT_RAW_LIMIT
 
@@ -31,3 +33,30 @@ def concat(tables) -> pa.Table:
     """One table from RecordBatches/Tables of the same schema."""
     parts = [t if isinstance(t, pa.Table) else pa.Table.from_batches([t]) for t in tables]
     return pa.concat_tables(parts) if parts else None
+
+
+# Options that configure Beam's filesystems (S3, GCS, Azure, HDFS): the sink carries them to the
+# workers with its DoFns (see `use_filesystem_options`).
+_FS_OPTION_PREFIXES = ("s3_", "gcs_", "azure_", "blob_service_", "hdfs_")
+_FS_OPTION_NAMES = ("project", "impersonate_service_account")
+
+
+def filesystem_options(options: PipelineOptions | None) -> dict:
+    """The run's filesystem settings (`--s3_endpoint_url`, `--hdfs_host`, ...), non-defaults only."""
+    if options is None:
+        return {}
+    return {k: v for k, v in options.get_all_options(drop_default=True).items()
+            if k.startswith(_FS_OPTION_PREFIXES) or k in _FS_OPTION_NAMES}
+
+
+def use_filesystem_options(fs_options: dict) -> None:
+    """Give Beam's FileSystems the run's options in a worker that was started without them.
+
+    Beam's own worker entry point (`sdk_worker_main`: containers, PROCESS environments,
+    Dataflow, the multi-processing DirectRunner) calls `FileSystems.set_options`; an SDK
+    harness started directly (`worker_pool_main` without a container executable) does not,
+    and Beam's S3 filesystem then refuses to work at all. Only fills the gap: options already
+    set are kept.
+    """
+    if FileSystems._pipeline_options is None:  # pylint: disable=protected-access
+        FileSystems.set_options(PipelineOptions.from_dictionary(dict(fs_options)))

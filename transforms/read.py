@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from schemas.models import REJECT_RAW_LIMIT, UTC, UpdateIn
 from transforms.common import REJECTS, reject, stable_hash
+from transforms.common import filesystem_options, use_filesystem_options
 
 FORMATS = ("auto", "text", "jsonl", "liveblog")
 RANGE_BYTES = 8 << 20
@@ -339,8 +340,11 @@ def _iter_chunks(uri: str, size: int = 16 << 20) -> Iterator[bytes]:
 
 
 class _PlanReadsFn(beam.DoFn):
-    def __init__(self, fmt: str):
-        self._fmt = fmt
+    def __init__(self, fmt: str, fs_options: dict | None = None):
+        self._fmt, self._fs_options = fmt, fs_options or {}
+
+    def setup(self):
+        use_filesystem_options(self._fs_options)
 
     def process(self, item: tuple[str, int]) -> Iterable:
         uri, size = item
@@ -361,10 +365,13 @@ class _ReadPlanFn(beam.DoFn):
     """Reads one plan. Counts files, bytes and updates as Beam metrics (namespace `newsevents`)
     and, when asked, logs progress at a steady interval (per worker: files and bytes it read)."""
 
-    def __init__(self, total_files: int = 0, total_bytes: int = 0, progress_every: float = 0.0):
+    def __init__(self, total_files: int = 0, total_bytes: int = 0, progress_every: float = 0.0,
+                 fs_options: dict | None = None):
         self._total_files, self._total_bytes, self._every = total_files, total_bytes, progress_every
+        self._fs_options = fs_options or {}
 
     def setup(self):
+        use_filesystem_options(self._fs_options)
         self._files = self._bytes = 0
         self._last = time.monotonic()
         self._files_read = Metrics.counter("newsevents", "files_read")
@@ -414,11 +421,12 @@ class ReadUpdates(beam.PTransform):
         self._progress = (total_files, total_bytes, progress_every)
 
     def expand(self, files):
-        plans = files | "Plan" >> beam.ParDo(_PlanReadsFn(self._fmt)).with_outputs(REJECTS, main="plans")
+        fs_options = filesystem_options(files.pipeline.options)
+        plans = files | "Plan" >> beam.ParDo(_PlanReadsFn(self._fmt, fs_options)).with_outputs(REJECTS, main="plans")
         read = (
             plans.plans
             | "Spread" >> beam.Reshuffle()
-            | "Parse" >> beam.ParDo(_ReadPlanFn(*self._progress)).with_outputs(REJECTS, main="updates")
+            | "Parse" >> beam.ParDo(_ReadPlanFn(*self._progress, fs_options)).with_outputs(REJECTS, main="updates")
         )
         rejects = (plans[REJECTS], read[REJECTS]) | "Rejects" >> beam.Flatten()
         return {"updates": read.updates, REJECTS: rejects}
