@@ -29,7 +29,11 @@ from transforms.normalize import Normalize
 from transforms.read import FORMATS, ReadUpdates
 from transforms.sink import WriteDataset, join
 from transforms.split import SplitEvents
-from transforms.windowing import LATE, ResolveEventTime, WindowByDay, parse_duration
+from transforms.common import filesystem_options
+from transforms.sink import at_end, recover
+from transforms.state import (ARTICLES, OCCURRENCE_SCHEMA, PriorDays, ReadPriorOccurrences, TouchedArticles,
+                              for_snapshots, merge_index)
+from transforms.windowing import LATE, day_marker, day_windows, ResolveEventTime, WindowByDay, parse_duration
 
 
 class UsageError(Exception):
@@ -127,7 +131,7 @@ def check_output(root: str) -> None:
     probe = join(root, f"_probe-{uuid.uuid4().hex}")
     try:
         with FileSystems.create(probe) as f:
-            f.write(b"")
+            f.write(b"probe\n")  # not empty: S3 refuses a multipart upload without parts
         FileSystems.delete([probe])
     except Exception as e:
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
@@ -167,34 +171,58 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         opts.format, len(files), sum(size for _, size in files), every)
     blocks = read["updates"] | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
-    marked = normalized["blocks"] | "DedupSnapshots" >> DedupSnapshots(opts.shards)
+    root = opts.output.rstrip("/")
+    new = normalized["blocks"] | "MarkNew" >> beam.Map(for_snapshots, False)
+    touched = new | "TouchedArticles" >> TouchedArticles(root)
+    prior = touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(root)
+    marked = (new, prior) | "NewAndPrior" >> beam.Flatten() | "DedupSnapshots" >> DedupSnapshots(opts.shards)
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming
     windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming))
-    parts = windowed["windowed"] | "DedupDay" >> DedupDay(near)
+    markers = (
+        touched.exclusions
+        | "MarkerDays" >> beam.MapTuple(lambda day, _: day_marker(day, OCCURRENCE_SCHEMA))
+        | "MarkerWindows" >> day_windows()
+    )
+    days = (windowed["windowed"], markers) | "DaysToRecompute" >> beam.Flatten()
+    deduped = days | "DedupDay" >> DedupDay(near, PriorDays(root, filesystem_options(options)), touched.exclusions)
+    index = (
+        {"keep": touched.index_keep | "KeepAtEnd" >> at_end(),
+         "new": deduped["index"] | "NewAtEnd" >> at_end()}
+        | "GroupIndex" >> beam.CoGroupByKey()
+        | "MergeIndex" >> beam.MapTuple(merge_index)
+        | "IndexParts" >> beam.MapTuple(lambda shard, t: (ARTICLES, shard, t, 0))
+    )
+    parts = (deduped["parts"] | "PartsAtEnd" >> at_end(), index) | "AllParts" >> beam.Flatten()
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
-    committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token)
+    committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token, [uri for uri, _ in files])
     return {"parts": parts, "rejects": rejects, "committed": committed}
 
 
 def pipeline_options(argv: list[str]) -> PipelineOptions:
     options = PipelineOptions(argv)
     std = options.view_as(StandardOptions)
-    if not std.runner:
-        std.runner = "DirectRunner"  # never the download-on-demand default
+    if not std.runner or std.runner.lower() in ("directrunner", "direct", "switchingdirectrunner"):
+        # Beam's DirectRunner first tries Prism, downloading it; LocalRunner is DirectRunner's own
+        # local engines without that attempt
+        std.runner = "runners.direct.LocalRunner"
     return options
 
 
 def run(argv: list[str] | None = None):
     """Check, build and run; returns the Beam PipelineResult (its metrics hold the counters)."""
     options = pipeline_options(list(sys.argv[1:] if argv is None else argv))
+    # check_output and expand_inputs run before beam.Pipeline() hands the options to FileSystems:
+    # without this they use none (S3: "Must provide one of client or options") or a previous run's
+    FileSystems.set_options(options)
     opts = options.view_as(NewsEventsOptions)
     if opts.output:
         check_output(opts.output)
     p = beam.Pipeline(options=options)
     build(p, options)
     with OutputLock(opts.output):
+        recover(opts.output)  # finish or discard what a killed run left
         result = p.run()
         result.wait_until_finish()
     return result
@@ -224,6 +252,9 @@ def summary(result, output: str, max_days: int = 31) -> str:
     reasons = sorted((k.split(".", 1)[1], v) for k, v in c.items() if k.startswith("rejects."))
     if reasons:
         lines.append("rejects by reason: " + ", ".join(f"{r} {n}" for r, n in reasons))
+    if "://" in output:  # DuckDB reads s3:// or gs:// only with its httpfs extension, not bundled
+        lines.append(f"output: {output}")
+        return "\n".join(lines)
     rows = connect(output).sql(
         "SELECT coalesce(event_date::VARCHAR, '(no day)'), blocks_read, events_written, exact_duplicates,"
         " near_duplicates, late, rejected FROM quality ORDER BY event_date DESC NULLS LAST").fetchall()

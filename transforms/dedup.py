@@ -44,11 +44,27 @@ PRIORITY = [("published_at", "ascending"), ("article_id", "ascending"), ("positi
             ("source_uri", "ascending"), ("line", "ascending")]
 
 
+def _occurrence_keys(t: pa.Table) -> pa.Array:
+    return pc.binary_join_element_wise(t.column("source_uri"), pc.cast(t.column("line"), pa.string()),
+                                       pc.cast(t.column("position"), pa.string()), "\x1f")
+
+
 def dedup_snapshots(table: pa.Table) -> pa.Table:
     """Mark repeats of (article_id, fingerprint); add `event_id` and `is_dup` columns.
 
     Rows come back sorted by article, fingerprint and priority; the first of each run is kept.
+    With a `from_state` column (incremental runs), a row read back from earlier output is
+    dropped when the new input has the same occurrence (source_uri, line, position): the
+    file was read again, and the new reading replaces the old.
     """
+    if "from_state" in table.column_names:
+        old = table.column("from_state")
+        if pc.any(old).as_py():
+            keys = _occurrence_keys(table)
+            new_keys = keys.filter(pc.invert(old))
+            stale = pc.and_(old, pc.is_in(keys, value_set=new_keys.combine_chunks()
+                                          if isinstance(new_keys, pa.ChunkedArray) else new_keys))
+            table = table.filter(pc.invert(stale))
     order = pc.sort_indices(table, [("article_id", "ascending"), ("fingerprint", "ascending")] + PRIORITY)
     t = table.take(order)
     arts = t.column("article_id").to_pylist()
@@ -207,17 +223,31 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
 
 
 class _DedupDayFn(beam.DoFn):
-    def __init__(self, near: NearFn | None):
-        self._near = near
+    def __init__(self, near: NearFn | None, prior):
+        self._near, self._prior = near, prior
 
     def setup(self):
         self._counters = {name: Metrics.counter("newsevents", name)
                           for name in ("blocks", "events", "exact_duplicates", "near_duplicates")}
 
-    def process(self, element, pane=beam.DoFn.PaneInfoParam):
+    def process(self, element, pane=beam.DoFn.PaneInfoParam, exclusions=None):
+        from transforms.state import index_rows
+
         day_str, tables = element
         day = dt.date.fromisoformat(day_str)
-        out = dedup_day(day, concat(tables), self._near)
+        parts = [t for t in tables if t.num_rows]
+        fresh = concat(parts) if parts else None
+        table = fresh
+        if self._prior is not None:
+            exclude = set(a for lst in (exclusions[day_str] if exclusions is not None else []) for a in lst)
+            if fresh is not None:
+                exclude |= set(fresh.column("article_id").to_pylist())
+            old = self._prior.untouched(day_str, exclude)
+            pieces = [x for x in (fresh, old) if x is not None]
+            table = concat([x.cast(pieces[0].schema) for x in pieces]) if pieces else None
+        if table is None:
+            table = tables[0] if tables else None
+        out = dedup_day(day, table, self._near)
         if pane.index == 0:  # a later pane repeats the day: count it once
             (q,) = out["quality"].to_pylist()
             for name, value in (("blocks", q["blocks_read"]), ("events", q["events_written"]),
@@ -226,6 +256,11 @@ class _DedupDayFn(beam.DoFn):
                 self._counters[name].inc(value)
         for name, t in out.items():
             yield name, day, t, pane.index
+        if self._prior is not None:
+            yield "_state/occurrences", day, table, pane.index
+            if fresh is not None:
+                for shard, rows in index_rows(day_str, fresh):
+                    yield beam.pvalue.TaggedOutput("index", (shard, rows))
 
 
 class DedupDay(beam.PTransform):
@@ -234,11 +269,22 @@ class DedupDay(beam.PTransform):
     One group per day window: a day's rows fit one worker (a million blocks is a few hundred
     MB of Arrow data). With accumulating panes, a later pane carries the whole day again, and
     its pane index tells the sink to let it replace the earlier one.
+
+    With `prior` (a `transforms.state.PriorDays`) and `exclusions` (a PCollection of (day,
+    article ids)), each day is recomputed over its earlier rows too, without the rows of the
+    articles re-processed in this run; the day's full occurrence table is emitted as part
+    `_state/occurrences`, and the index rows of its new articles on the `index` output.
     """
 
-    def __init__(self, near: NearFn | None = None):
+    def __init__(self, near: NearFn | None = None, prior=None, exclusions=None):
         super().__init__()
-        self._near = near
+        self._near, self._prior, self._exclusions = near, prior, exclusions
 
     def expand(self, keyed):
-        return keyed | "GroupDay" >> beam.GroupByKey() | "DedupInDay" >> beam.ParDo(_DedupDayFn(self._near))
+        grouped = keyed | "GroupDay" >> beam.GroupByKey()
+        fn = _DedupDayFn(self._near, self._prior)
+        if self._exclusions is None:
+            return grouped | "DedupInDay" >> beam.ParDo(fn)
+        out = grouped | "DedupInDay" >> beam.ParDo(
+            fn, exclusions=beam.pvalue.AsMultiMap(self._exclusions)).with_outputs("index", main="parts")
+        return out

@@ -17,16 +17,23 @@ of the run are written (a global `ToList` that fires after the last write), one 
 moves them into place with `FileSystems.rename` and removes the staging folder. A table
 with no rows at all gets a zero-row file that carries its schema, so queries never fail on a
 missing path. All I/O goes through Beam's `FileSystems`, so the output may be any filesystem
-Beam knows.
+Beam knows (local, `s3://`, `gs://`, ...). On object stores, where a rename is a copy and a
+delete, the same protocol holds: staged objects live under `DIR/_staging/`, outside every
+table prefix, and each object appears whole (see docs/scaling.md). The commit is idempotent,
+so a runner may retry it after a partial attempt.
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import os
+import signal
 from typing import Iterable
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
@@ -35,10 +42,12 @@ from apache_beam.transforms.trigger import AccumulationMode, AfterWatermark
 from apache_beam.transforms.window import GlobalWindows
 
 from schemas.models import PARTITION, PARTITIONED_TABLES, QUALITY_SCHEMA, REJECT_SCHEMA, TABLE_SCHEMAS
-from transforms.common import stable_hash
+from transforms.common import filesystem_options, stable_hash, use_filesystem_options  # noqa: F401 (re-exported)
+from transforms.state import ARTICLES, INDEX_SCHEMA, OCCURRENCE_SCHEMA, OCCURRENCES, read_table
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 STAGING = "_staging"
+COMMIT_SUFFIX = ".commit.json"
 EMPTY_NAME = "empty.parquet"
 
 
@@ -46,10 +55,17 @@ def join(*parts: str) -> str:
     return FileSystems.join(*parts) if "://" in parts[0] else "/".join(p.rstrip("/") for p in parts)
 
 
-def partition_dir(table: str, day: dt.date | None) -> str:
-    if table not in PARTITIONED_TABLES:
+def partition_dir(table: str, key) -> str:
+    """Folder of a table's partition: `event_date=...` (a day, or NULL), `shard=NNN`, or none."""
+    if table == ARTICLES:
+        return f"{table}/shard={int(key):03d}"
+    if table not in PARTITIONED_TABLES and table != OCCURRENCES:
         return table
-    return f"{table}/{PARTITION}={day.isoformat() if day else DEFAULT_PARTITION}"
+    return f"{table}/{PARTITION}={key.isoformat() if key else DEFAULT_PARTITION}"
+
+
+# what each written part is cast to: the analysts' tables and the hidden state
+SCHEMAS = {**TABLE_SCHEMAS, OCCURRENCES: OCCURRENCE_SCHEMA, ARTICLES: INDEX_SCHEMA}
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -61,6 +77,25 @@ def parquet_bytes(table: pa.Table) -> bytes:
 def write_file(path: str, data: bytes) -> None:
     with FileSystems.create(path) as f:
         f.write(data)
+
+
+def move_all(pairs: list[tuple[str, str]]) -> None:
+    """`FileSystems.rename` of (source, destination) pairs in one call, safe to repeat.
+
+    One call, not one per file: Beam's S3 filesystem builds a new client for every call
+    (~0.1 s). A retried commit finds some files already moved: a pair whose source is gone
+    and whose destination exists counts as done; any other failure is raised.
+    """
+    if not pairs:
+        return
+    try:
+        FileSystems.rename([s for s, _ in pairs], [d for _, d in pairs])
+    except (BeamIOError, IOError, OSError) as e:
+        details = getattr(e, "exception_details", None) or {}
+        failed = [k for k in details if isinstance(k, tuple) and len(k) == 2] or pairs
+        for src, dst in failed:
+            if FileSystems.exists(src) or not FileSystems.exists(dst):
+                raise
 
 
 def ensure_dir(path: str) -> None:
@@ -101,7 +136,8 @@ def merge_quality(day_key: str, items) -> tuple:
     row.update(blocks_read=row["blocks_read"] + rejected, rejected=row["rejected"] + rejected,
                late=row["late"] + late)
     day = dt.date.fromisoformat(day_key) if day_key else None
-    return "quality", day, "part-0.parquet", pa.Table.from_pylist([row], schema=QUALITY_SCHEMA), 0
+    table = pa.Table.from_pylist([row] if row["blocks_read"] else [], schema=QUALITY_SCHEMA)
+    return "quality", day, "part-0.parquet", table, 0
 
 
 def _day_key(day) -> str:
@@ -117,47 +153,165 @@ def _count_reject(r: dict) -> tuple[str, dict]:
     return r["source_uri"], r
 
 
-class _WriteStagedFn(beam.DoFn):
-    def __init__(self, root: str, token: str):
-        self._root, self._token = root, token
+def at_end() -> beam.WindowInto:
+    """One global window fired once, when all input is read (in batch, and at the end of a
+    bounded stream): what follows sees every element of the run."""
+    return beam.WindowInto(GlobalWindows(), trigger=AfterWatermark(),
+                           accumulation_mode=AccumulationMode.DISCARDING)
 
-    def process(self, part: tuple) -> Iterable[tuple[str, int, str]]:
-        name, day, file_name, table, pane = part
-        rel = f"{partition_dir(name, day)}/{file_name}"
+
+class _WriteStagedFn(beam.DoFn):
+    """Writes one part under the run's staging folder; a day partition left without rows is
+    recorded for deletion instead (staged path None)."""
+
+    def __init__(self, root: str, token: str, fs_options: dict | None = None):
+        self._root, self._token, self._fs_options = root, token, fs_options or {}
+
+    def setup(self):
+        use_filesystem_options(self._fs_options)
+
+    def process(self, part: tuple) -> Iterable[tuple[str, int, str | None]]:
+        name, key, file_name, table, pane = part
+        rel = f"{partition_dir(name, key)}/{file_name}"
+        if table.num_rows == 0 and key is not None:
+            yield rel, pane, None
+            return
         staged = join(self._root, STAGING, self._token, f"{rel}.pane-{pane}")
-        write_file(staged, parquet_bytes(table.cast(TABLE_SCHEMAS[name])))
+        write_file(staged, parquet_bytes(table.cast(SCHEMAS[name])))
         yield rel, pane, staged
 
 
-class _CommitFn(beam.DoFn):
-    def __init__(self, root: str, token: str):
-        self._root, self._token = root, token
+def _manifest_path(root: str, token: str) -> str:
+    return join(root, STAGING, f"{token}{COMMIT_SUFFIX}")
 
-    def process(self, staged: list[tuple[str, int, str]]):
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash tests: SIGKILL this process at the named point when
+    NEWSEVENTS_CRASH_AT names it (no effect otherwise)."""
+    if os.environ.get("NEWSEVENTS_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def apply_commit(root: str, manifest: dict) -> int:
+    """Carry out a commit manifest; safe to repeat after a crash at any point (roll forward).
+
+    Moves staged files into place (a move already done is skipped), deletes the partitions the
+    run emptied and the rejects files of inputs that no longer have rejects, recomputes the
+    undated quality row from the rejects table, writes zero-row files for empty tables, and
+    finally removes the manifest and the run's staging folder.
+    """
+    moves = [tuple(m) for m in manifest["moves"]]
+    for folder in sorted({final.rsplit("/", 1)[0] for _, final in moves}):
+        ensure_dir(folder)
+    todo = [(src, dst) for src, dst in moves if FileSystems.exists(src) or not FileSystems.exists(dst)]
+    if todo:
+        move_all(todo[:1])
+        crash_point("after-first-move")
+        move_all(todo[1:])
+    crash_point("after-moves")
+    gone = [path for path in manifest["deletes"] if FileSystems.exists(path)]
+    if gone:
+        FileSystems.delete(gone)
+    _write_undated_quality(root)
+    for name, schema in TABLE_SCHEMAS.items():
+        placeholder = join(root, partition_dir(name, None), EMPTY_NAME)
+        files = parquet_files(root, name)
+        real = [f for f in files if not f.endswith(EMPTY_NAME)]
+        if not files:
+            write_file(placeholder, parquet_bytes(schema.empty_table()))
+        elif real and len(real) < len(files):
+            FileSystems.delete([placeholder])
+    staging = join(root, STAGING, manifest["token"])
+    left = [m.path for m in FileSystems.match([join(staging, "**")])[0].metadata_list] if "://" in root else []
+    if left:
+        FileSystems.delete(left)  # object stores: superseded panes under the prefix
+    elif "://" not in root and FileSystems.exists(staging):
+        FileSystems.delete([staging])  # superseded panes go with it
+    FileSystems.delete([_manifest_path(root, manifest["token"])])
+    parent = join(root, STAGING)
+    if "://" not in parent and FileSystems.exists(parent) and not FileSystems.match([join(parent, "*")])[0].metadata_list:
+        FileSystems.delete([parent])  # local only: object stores have no empty folders
+    return len(moves)
+
+
+def _write_undated_quality(root: str) -> None:
+    """quality for event_date NULL: every reject that has no day (all but late ones)."""
+    n = 0
+    for path in parquet_files(root, "rejects"):
+        t = read_table(path)
+        if t is not None and t.num_rows:
+            n += t.num_rows - (pc.sum(pc.equal(t.column("stage"), "window")).as_py() or 0)
+    path = join(root, partition_dir("quality", None), "part-0.parquet")
+    if n:
+        row = {"blocks_read": n, "rejected": n, "exact_duplicates": 0, "near_duplicates": 0, "late": 0,
+               "events_written": 0}
+        staged = path + ".new"
+        write_file(staged, parquet_bytes(pa.Table.from_pylist([row], schema=QUALITY_SCHEMA)))
+        move_all([(staged, path)])
+    elif FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+def recover(root: str) -> int:
+    """At start-up, with the output locked: finish every commit a killed run left half done and
+    drop the staging folders of runs killed before their commit point. Returns commits finished."""
+    root = root.rstrip("/")
+    staging = join(root, STAGING)
+    try:
+        metas = FileSystems.match([join(staging, "*")])[0].metadata_list
+    except Exception:
+        return 0
+    finished = 0
+    for m in sorted(metas, key=lambda m: m.path):
+        if m.path.endswith(COMMIT_SUFFIX):
+            with FileSystems.open(m.path, compression_type="uncompressed") as f:
+                apply_commit(root, json.loads(f.read().decode("utf-8")))
+            finished += 1
+    # what is left under _staging belongs to runs that died before committing: discard it
+    left = FileSystems.match([join(staging, "**")])[0].metadata_list if FileSystems.exists(staging) or "://" in root else []
+    if "://" in root:
+        if left:
+            FileSystems.delete([x.path for x in left])
+    elif FileSystems.exists(staging):
+        FileSystems.delete([staging])
+    return finished
+
+
+class _CommitFn(beam.DoFn):
+    """The commit point: one manifest written after every staged file, then carried out."""
+
+    def __init__(self, root: str, token: str, inputs: list[str], fs_options: dict | None = None):
+        self._root, self._token, self._inputs = root, token, inputs
+        self._fs_options = fs_options or {}
+
+    def setup(self):
+        use_filesystem_options(self._fs_options)
+
+    def process(self, staged: list[tuple[str, int, str | None]]):
         root = self._root
-        latest: dict[str, tuple[int, str]] = {}
+        latest: dict[str, tuple[int, str | None]] = {}
         for rel, pane, path in staged:
             if rel not in latest or pane > latest[rel][0]:
                 latest[rel] = (pane, path)
-        for rel in sorted(latest):
-            final = join(root, rel)
-            ensure_dir(final.rsplit("/", 1)[0])
-            FileSystems.rename([latest[rel][1]], [final])
-        for name, schema in TABLE_SCHEMAS.items():
-            placeholder = join(root, partition_dir(name, None), EMPTY_NAME)
-            files = parquet_files(root, name)
-            real = [f for f in files if not f.endswith(EMPTY_NAME)]
-            if not real and not files:
-                write_file(placeholder, parquet_bytes(schema.empty_table()))
-            elif real and len(real) < len(files):
-                FileSystems.delete([placeholder])
-        staging = join(root, STAGING, self._token)
-        if FileSystems.exists(staging):
-            FileSystems.delete([staging])  # superseded panes go with it
-        parent = join(root, STAGING)
-        if "://" not in parent and FileSystems.exists(parent) and not FileSystems.match([join(parent, "*")])[0].metadata_list:
-            FileSystems.delete([parent])  # local only: object stores have no empty folders
-        yield len(latest)
+        moves = [(path, join(root, rel)) for rel, (_, path) in sorted(latest.items()) if path is not None]
+        deletes = [join(root, rel) for rel, (_, path) in sorted(latest.items()) if path is None]
+        # an input read again without rejects this time loses its old rejects file
+        for uri in self._inputs:
+            rel = f"rejects/{rejects_file_name(uri)}"
+            if rel not in latest:
+                deletes.append(join(root, rel))
+        manifest = {"token": self._token, "moves": moves, "deletes": deletes}
+        crash_point("before-manifest")
+        # the commit point: the manifest appears whole (written aside, then renamed)
+        path = _manifest_path(root, self._token)
+        write_file(path + ".tmp", json.dumps(manifest).encode("utf-8"))
+        move_all([(path + ".tmp", path)])
+        crash_point("after-manifest")
+        yield apply_commit(root, manifest)
+
+
+def rejects_file_name(uri: str) -> str:
+    return f"part-{stable_hash(uri, 16)}.parquet"
 
 
 class WriteDataset(beam.PTransform):
@@ -168,19 +322,14 @@ class WriteDataset(beam.PTransform):
     A day's quality row is the latest pane's figures plus the rejects counted for that day.
     """
 
-    def __init__(self, root: str, token: str):
+    def __init__(self, root: str, token: str, inputs: list[str] | None = None):
         super().__init__()
         if not root:
             raise ValueError("--output is required")
-        self._root, self._token = root.rstrip("/"), token
+        self._root, self._token, self._inputs = root.rstrip("/"), token, list(inputs or [])
 
     def expand(self, pcolls):
-        # One global window fired once, when all input is read (in batch, and at the end of a
-        # bounded stream): the commit sees every file of the run.
-        def at_end():
-            return beam.WindowInto(GlobalWindows(), trigger=AfterWatermark(),
-                                   accumulation_mode=AccumulationMode.DISCARDING)
-
+        fs_options = filesystem_options(pcolls["parts"].pipeline.options)
         parts = pcolls["parts"] | "Unwindow" >> at_end()
         rejects = pcolls["rejects"] | "UnwindowRejects" >> at_end()
         day_files = (
@@ -193,7 +342,9 @@ class WriteDataset(beam.PTransform):
                 parts
                 | "QualityParts" >> beam.Filter(lambda p: p[0] == "quality")
                 | "QualityByDay" >> beam.MapTuple(lambda n, d, t, pane: (_day_key(d), ("day", pane, t))),
-                rejects | "RejectByDay" >> beam.Map(lambda r: (_day_key(r.get(PARTITION)), ("reject", r["stage"] == "window"))),
+                rejects
+                | "DatedRejects" >> beam.Filter(lambda r: r.get(PARTITION) is not None)
+                | "RejectByDay" >> beam.Map(lambda r: (_day_key(r.get(PARTITION)), ("reject", r["stage"] == "window"))),
             )
             | "QualityInputs" >> beam.Flatten()
             | "GroupQuality" >> beam.GroupByKey()
@@ -204,12 +355,12 @@ class WriteDataset(beam.PTransform):
             | "ByInput" >> beam.Map(_count_reject)
             | "GroupRejects" >> beam.GroupByKey()
             | "RejectFile" >> beam.MapTuple(
-                lambda uri, rows: ("rejects", None, f"part-{stable_hash(uri, 16)}.parquet", rejects_table(list(rows)), 0))
+                lambda uri, rows: ("rejects", None, rejects_file_name(uri), rejects_table(list(rows)), 0))
         )
         return (
             (day_files, reject_files, quality)
             | "AllFiles" >> beam.Flatten()
-            | "WriteStaged" >> beam.ParDo(_WriteStagedFn(self._root, self._token))
+            | "WriteStaged" >> beam.ParDo(_WriteStagedFn(self._root, self._token, fs_options))
             | "AllWritten" >> beam.combiners.ToList()
-            | "Commit" >> beam.ParDo(_CommitFn(self._root, self._token))
+            | "Commit" >> beam.ParDo(_CommitFn(self._root, self._token, self._inputs, fs_options))
         )

@@ -166,6 +166,23 @@ def late_rejects(day: str, table: pa.Table) -> list[dict]:
     return out
 
 
+def day_windows() -> beam.WindowInto:
+    """The day windows: one-day FixedWindows, fired at the watermark and for each late arrival,
+    accumulating (a later pane carries the whole day)."""
+    return beam.WindowInto(
+        FixedWindows(DAY_SECONDS),
+        trigger=AfterWatermark(late=AfterCount(1)),
+        accumulation_mode=AccumulationMode.ACCUMULATING,
+        allowed_lateness=Duration(seconds=WINDOW_RETENTION_SECONDS),
+    )
+
+
+def day_marker(day: str, schema: pa.Schema) -> TimestampedValue:
+    """An empty part for `day`: makes the day's window fire so the day is recomputed."""
+    start = (dt.date.fromisoformat(day) - dt.date(1970, 1, 1)).days * DAY_SECONDS
+    return TimestampedValue((day, schema.empty_table()), start)
+
+
 class WindowByDay(beam.PTransform):
     """Tables with `event_time` -> (day, table part) elements in one-day event-time windows.
 
@@ -204,11 +221,6 @@ class WindowByDay(beam.PTransform):
         else:
             on_time = parts | "StampByDay" >> beam.Map(lambda p: TimestampedValue((p[0], p[2]), p[1]))
             late = parts.pipeline | "NoLateInBatch" >> beam.Create([])
-        windowed = on_time | "DayWindows" >> beam.WindowInto(
-            FixedWindows(DAY_SECONDS),
-            trigger=AfterWatermark(late=AfterCount(1)),
-            accumulation_mode=AccumulationMode.ACCUMULATING,
-            allowed_lateness=Duration(seconds=WINDOW_RETENTION_SECONDS),
-        )
+        windowed = on_time | "DayWindows" >> day_windows()
         rejects = late | "LateRejects" >> beam.FlatMapTuple(late_rejects)
         return {"windowed": windowed, LATE: rejects}

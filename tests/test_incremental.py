@@ -1,0 +1,155 @@
+"""Scheduled runs: day by day equals all at once; reruns; crashes at any point converge."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from .conftest import REPO, query, run_pipeline, write_jsonl
+
+TABLES = {
+    "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
+    "duplicates": "SELECT * FROM duplicates ORDER BY ALL",
+    "quality": "SELECT * FROM quality ORDER BY ALL",
+}
+
+
+def dataset(root: Path) -> dict:
+    return {name: query(root, sql) for name, sql in TABLES.items()}
+
+
+def post(blog, n, day, hour, text, scraped_day=None):
+    return {"article_id": blog, "source": "liveblog.example", "update_id": f"{blog}/post-{n}",
+            "headline": "Kessa storm live", "section": f"Post {n}",
+            "published_at": f"2024-03-{day:02d}T{hour:02d}:00:00+00:00", "text": text}
+
+
+def live_blog_drops(root: Path) -> list[Path]:
+    """Three daily scrapes of two live blogs: each repeats earlier posts, adds new ones, and the
+    day-2 scrape brings a post published late on day 1 (late for day 1)."""
+    p = [
+        post("live-a", 1, 4, 7, "The harbour of Kessa closed to all traffic.\nWaves broke over the outer breakwater."),
+        post("live-a", 2, 4, 12, "Ferry operators cancelled 42 sailings."),
+        post("live-b", 1, 4, 9, "Ferry operators cancelled 42 sailings."),  # cross-article copy, same day
+        post("live-a", 3, 4, 23, "Power was cut to about 8,000 homes in the old town, the grid operator said."),
+        post("live-a", 4, 5, 8, "Crews restored power to most of the old town overnight.\n"
+                                "The harbour of Kessa closed to all traffic."),  # repeats a day-1 block
+        post("live-b", 2, 5, 10, "Power was cut to about 8,000 homes in the old town, the grid operator "
+                                 "said on Monday."),  # near copy of a day-1 post
+        post("live-a", 5, 6, 9, "The port reopened to cargo ships on Wednesday morning.\n"
+                                "Ferries remain suspended until the wind drops."),
+        post("live-b", 3, 6, 11, "Ferries remain suspended until the wind drops."),
+    ]
+    scrapes = {
+        "2024-03-04": [p[0], p[1], p[2]],
+        "2024-03-05": [p[0], p[1], p[3], p[4], p[2], p[5]],   # p[3]: published on day 1, first seen now
+        "2024-03-06": [p[4], p[5], p[6], p[7], p[3]],
+    }
+    return [write_jsonl(root / day / "scrape.jsonl", rows) for day, rows in scrapes.items()]
+
+
+def test_day_by_day_equals_all_at_once(tmp_path):
+    drops = live_blog_drops(tmp_path / "drops")
+    all_at_once, daily, backwards = tmp_path / "all", tmp_path / "daily", tmp_path / "backwards"
+    run_pipeline(drops, all_at_once)
+    for d in drops:
+        run_pipeline([d], daily)
+    for d in reversed(drops):
+        run_pipeline([d], backwards)
+    expected = dataset(all_at_once)
+    assert expected["events"] and expected["duplicates"]
+    assert dataset(daily) == expected
+    assert dataset(backwards) == expected
+    # the late day-1 post reached day 1, and its re-scrape on day 3 points at it
+    late = query(daily, "SELECT event_date::VARCHAR, mention_count FROM events WHERE text LIKE 'Power was cut%'")
+    assert late == [("2024-03-04", 4)]
+
+
+def test_rerun_of_a_day_changes_nothing(tmp_path):
+    drops = live_blog_drops(tmp_path / "drops")
+    out = tmp_path / "out"
+    for d in drops:
+        run_pipeline([d], out)
+    before = dataset(out)
+    files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
+    run_pipeline([drops[1]], out)
+    assert dataset(out) == before
+    assert sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == files
+
+
+def test_only_touched_partitions_are_rewritten(tmp_path):
+    drops = live_blog_drops(tmp_path / "drops")
+    out = tmp_path / "out"
+    run_pipeline(drops, out)
+    other = write_jsonl(tmp_path / "other" / "x.jsonl", [
+        {"article_id": "elsewhere", "text": "A quiet day in Arvo.", "published_at": "2024-03-20T10:00:00Z"}])
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "events").rglob("*.parquet")}
+    time.sleep(0.05)
+    run_pipeline([other], out)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # earlier days untouched
+    assert query(out, "SELECT count(*) FROM events WHERE event_date = '2024-03-20'") == [(1,)]
+
+
+# --- crashes -----------------------------------------------------------------------------
+
+def _run_cli(inputs, out, env=None, timeout=300):
+    args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out)]
+    for i in inputs:
+        args += ["--input", str(i)]
+    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _visible_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.parquet")
+            if p.relative_to(out).parts[0] in ("events", "duplicates", "rejects", "quality")}
+
+
+@pytest.mark.parametrize("point", ["before-manifest", "after-manifest", "after-first-move", "after-moves"])
+def test_kill_at_commit_points_converges(tmp_path, point):
+    drops = live_blog_drops(tmp_path / "drops")
+    reference = tmp_path / "reference"
+    run_pipeline(drops[:2], reference)
+    out = tmp_path / "out"
+    run_pipeline(drops[:1], out)
+    old = _visible_files(out)
+    r = _run_cli([drops[1]], out, env={"NEWSEVENTS_CRASH_AT": point})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    new = _visible_files(reference)
+    for rel, data in _visible_files(out).items():
+        pq.read_table(out / rel)  # every visible file is complete
+        assert data == old.get(rel) or data == new.get(rel), rel  # each partition old or new
+    lock = out / "_lock"
+    assert lock.exists()  # the dead run's lock is still there: the next run takes it over
+    r = _run_cli([drops[1]], out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert dataset(out) == dataset(reference)
+    assert not (out / "_staging").exists() and not lock.exists()
+
+
+def test_kill_at_random_moments_converges(tmp_path):
+    drops = live_blog_drops(tmp_path / "drops")
+    reference = tmp_path / "reference"
+    run_pipeline(drops, reference)
+    expected = dataset(reference)
+    out = tmp_path / "out"
+    run_pipeline(drops[:1], out)
+    args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[1]),
+            "--input", str(drops[2])]
+    for delay in (1.0, 2.5, 4.0):
+        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for rel in _visible_files(out):
+            pq.read_table(out / rel)
+    r = _run_cli(drops[1:], out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert dataset(out) == expected

@@ -1,0 +1,192 @@
+"""Incremental runs: the dataset's hidden state, read back for the partitions a run touches.
+
+Layout under the output root (outside every analyst table, so `DIR/<table>/**` never sees it):
+
+    DIR/_state/occurrences/event_date=YYYY-MM-DD/part-0.parquet   every occurrence of the day,
+        as it entered the day's dedup (block columns, fingerprint, event_id, is_dup, event_time)
+    DIR/_state/articles/shard=NNN/part-0.parquet                   (article_id, event_date) pairs:
+        on which days an article has occurrences; 64 shards by article_id hash
+
+How a run uses it (`pipelines/news_events.py` wires these steps):
+1. `TouchedArticles`: the new blocks, keyed by article shard, meet the index shards they touch
+   (only those are read). For every article of the new input, its earlier days come out as
+   (day, article_ids) *exclusions*; the index rows of the other articles of those shards are
+   kept for the rewrite.
+2. `ReadPriorOccurrences`: each excluded day's occurrences of the touched articles are read back
+   and go through the snapshot dedup again together with the new blocks (an occurrence read
+   again, same source_uri, line and position, replaces its earlier copy: reruns are idempotent).
+3. `DedupDay` (given a `PriorDays` reader) reads every day it recomputes, drops the rows of the
+   touched articles (they come recomputed) and dedups the day over old and new rows; days that
+   lost all their rows are rewritten empty (their files removed).
+So a run over day 2 after day 1 gives the rows one run over both gives, reading only the days
+and index shards the new input touches.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Iterable, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.models import BLOCK_SCHEMA
+from transforms.common import concat, filesystem_options, use_filesystem_options
+
+STATE = "_state"
+OCCURRENCES = f"{STATE}/occurrences"
+ARTICLES = f"{STATE}/articles"
+INDEX_SHARDS = 64
+INDEX_SCHEMA = pa.schema([pa.field("article_id", pa.string(), False), pa.field("event_date", pa.string(), False)])
+# what DedupSnapshots reads: the block columns, the fingerprint, and where a row came from
+SNAPSHOT_SCHEMA = BLOCK_SCHEMA.append(pa.field("fingerprint", pa.string(), False)).append(
+    pa.field("from_state", pa.bool_(), False))
+OCCURRENCE_SCHEMA = (
+    SNAPSHOT_SCHEMA.append(pa.field("event_id", pa.string(), False))
+    .append(pa.field("is_dup", pa.bool_(), False))
+    .append(pa.field("event_time", pa.timestamp("us", tz="UTC"), False))
+    .append(pa.field("time_source", pa.string(), False))
+)
+
+
+def index_shard(article_id: str) -> int:
+    return xxhash.xxh3_64_intdigest(article_id.encode("utf-8")) % INDEX_SHARDS
+
+
+def occurrences_path(root: str, day: str) -> str:
+    return f"{root}/{OCCURRENCES}/event_date={day}/part-0.parquet"
+
+
+def index_path(root: str, shard: int) -> str:
+    return f"{root}/{ARTICLES}/shard={shard:03d}/part-0.parquet"
+
+
+def read_table(path: str) -> pa.Table | None:
+    """A Parquet file read through Beam's FileSystems, or None when there is none."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pq.read_table(io.BytesIO(f.read()))
+
+
+def for_snapshots(table: pa.Table, from_state: bool) -> pa.Table:
+    """The columns DedupSnapshots reads, marked with where the rows came from."""
+    cols = [table.column(n) for n in SNAPSHOT_SCHEMA.names[:-1]]
+    cols.append(pa.array(np.full(table.num_rows, from_state), pa.bool_()))
+    return pa.Table.from_arrays(cols, schema=SNAPSHOT_SCHEMA)
+
+
+def key_by_index_shard(table: pa.Table) -> Iterable[tuple[int, pa.Table]]:
+    keys = np.fromiter((index_shard(a) for a in table.column("article_id").to_pylist()), np.int64, table.num_rows)
+    for k in np.unique(keys):
+        yield int(k), table.filter(pa.array(keys == k))
+
+
+class _TouchedFn(beam.DoFn):
+    """Per index shard: exclusions (day, article ids) and the index rows that stay as they are."""
+
+    def __init__(self, root: str, fs_options: dict):
+        self._root, self._fs_options = root, fs_options
+
+    def setup(self):
+        use_filesystem_options(self._fs_options)
+
+    def process(self, element):
+        shard, grouped = element
+        new_tables = list(grouped["new"])
+        if not new_tables:
+            return
+        touched = pa.array(sorted({a for t in new_tables for a in t.column("article_id").to_pylist()}))
+        index = read_table(index_path(self._root, shard))
+        if index is None:
+            index = INDEX_SCHEMA.empty_table()
+        hit = pc.is_in(index.column("article_id"), value_set=touched)
+        keep = index.filter(pc.invert(hit))
+        yield beam.pvalue.TaggedOutput("index_keep", (shard, keep))
+        prior = index.filter(hit)
+        for day in sorted(set(prior.column("event_date").to_pylist())):
+            on_day = prior.filter(pc.equal(prior.column("event_date"), day))
+            yield day, sorted(on_day.column("article_id").to_pylist())
+
+
+class TouchedArticles(beam.PTransform):
+    """New block tables -> (day, article ids) exclusions; tag `index_keep`: (shard, kept index rows)."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self._root = root
+
+    def expand(self, new_tables):
+        keyed = new_tables | "ByIndexShard" >> beam.FlatMap(key_by_index_shard)
+        return (
+            {"new": keyed}
+            | "GroupByIndexShard" >> beam.CoGroupByKey()
+            | "Exclusions" >> beam.ParDo(_TouchedFn(self._root, filesystem_options(new_tables.pipeline.options)))
+            .with_output_types(Tuple[str, Any]).with_outputs("index_keep", main="exclusions")
+        )
+
+
+class _ReadPriorFn(beam.DoFn):
+    def __init__(self, root: str, fs_options: dict):
+        self._root, self._fs_options = root, fs_options
+
+    def setup(self):
+        use_filesystem_options(self._fs_options)
+
+    def process(self, element):
+        day, article_lists = element
+        articles = pa.array(sorted({a for lst in article_lists for a in lst}))
+        prior = read_table(occurrences_path(self._root, day))
+        if prior is None:
+            return
+        rows = prior.filter(pc.is_in(prior.column("article_id"), value_set=articles))
+        if rows.num_rows:
+            yield for_snapshots(rows, True)
+
+
+class ReadPriorOccurrences(beam.PTransform):
+    """(day, article ids) exclusions -> the prior occurrences of those articles on those days."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self._root = root
+
+    def expand(self, exclusions):
+        fs_options = filesystem_options(exclusions.pipeline.options)
+        return (exclusions | "GroupExclusions" >> beam.GroupByKey()
+                | "ReadPrior" >> beam.ParDo(_ReadPriorFn(self._root, fs_options)))
+
+
+class PriorDays:
+    """Reads a day's prior occurrences for `DedupDay`, without the rows of re-processed articles."""
+
+    def __init__(self, root: str, fs_options: dict | None = None):
+        self.root, self.fs_options = root, fs_options or {}
+
+    def untouched(self, day: str, exclude: set[str]) -> pa.Table | None:
+        use_filesystem_options(self.fs_options)
+        prior = read_table(occurrences_path(self.root, day))
+        if prior is None:
+            return None
+        if exclude:
+            prior = prior.filter(pc.invert(pc.is_in(prior.column("article_id"), value_set=pa.array(sorted(exclude)))))
+        return prior.cast(OCCURRENCE_SCHEMA)
+
+
+def index_rows(day: str, table: pa.Table) -> Iterable[tuple[int, pa.Table]]:
+    """(shard, (article_id, day) rows) for the articles of a recomputed day's new rows."""
+    articles = sorted(set(table.column("article_id").to_pylist()))
+    t = pa.table({"article_id": articles, "event_date": [day] * len(articles)}, schema=INDEX_SCHEMA)
+    yield from key_by_index_shard(t)
+
+
+def merge_index(shard: int, grouped) -> tuple[int, pa.Table]:
+    parts = list(grouped.get("keep", [])) + list(grouped.get("new", []))
+    t = concat(parts) if parts else INDEX_SCHEMA.empty_table()
+    t = t.group_by(["article_id", "event_date"]).aggregate([]).sort_by([("article_id", "ascending"),
+                                                                        ("event_date", "ascending")])
+    return shard, t.cast(INDEX_SCHEMA)
