@@ -80,6 +80,15 @@ def for_snapshots(table: pa.Table, from_state: bool) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=SNAPSHOT_SCHEMA)
 
 
+def article_ids_by_shard(table: pa.Table) -> Iterable[tuple[int, list[str]]]:
+    """(index shard, distinct article ids of the table in that shard)."""
+    by_shard: dict[int, set[str]] = {}
+    for a in set(table.column("article_id").to_pylist()):
+        by_shard.setdefault(index_shard(a), set()).add(a)
+    for k in sorted(by_shard):
+        yield k, sorted(by_shard[k])
+
+
 def key_by_index_shard(table: pa.Table) -> Iterable[tuple[int, pa.Table]]:
     keys = np.fromiter((index_shard(a) for a in table.column("article_id").to_pylist()), np.int64, table.num_rows)
     for k in np.unique(keys):
@@ -96,11 +105,8 @@ class _TouchedFn(beam.DoFn):
         use_filesystem_options(self._fs_options)
 
     def process(self, element):
-        shard, grouped = element
-        new_tables = list(grouped["new"])
-        if not new_tables:
-            return
-        touched = pa.array(sorted({a for t in new_tables for a in t.column("article_id").to_pylist()}))
+        shard, id_lists = element
+        touched = pa.array(sorted({a for ids in id_lists for a in ids}), pa.string())
         index = read_table(index_path(self._root, shard))
         if index is None:
             index = INDEX_SCHEMA.empty_table()
@@ -121,10 +127,11 @@ class TouchedArticles(beam.PTransform):
         self._root = root
 
     def expand(self, new_tables):
-        keyed = new_tables | "ByIndexShard" >> beam.FlatMap(key_by_index_shard)
+        # only the article ids travel: the blocks themselves are not shuffled here
         return (
-            {"new": keyed}
-            | "GroupByIndexShard" >> beam.CoGroupByKey()
+            new_tables
+            | "ArticleIdsByShard" >> beam.FlatMap(article_ids_by_shard)
+            | "GroupByIndexShard" >> beam.GroupByKey()
             | "Exclusions" >> beam.ParDo(_TouchedFn(self._root, filesystem_options(new_tables.pipeline.options)))
             .with_output_types(Tuple[str, Any]).with_outputs("index_keep", main="exclusions")
         )
