@@ -153,3 +153,24 @@ def test_kill_at_random_moments_converges(tmp_path):
     r = _run_cli(drops[1:], out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert dataset(out) == expected
+
+
+def test_concurrent_runs_do_not_corrupt_the_output(tmp_path):
+    drops = live_blog_drops(tmp_path / "drops")
+    reference = tmp_path / "reference"
+    run_pipeline(drops[:2], reference)
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[0]),
+         "--input", str(drops[1])],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NEWSEVENTS_PAUSE_AT": "before-manifest:8"})
+    deadline = time.time() + 120
+    while not (out / "_staging").exists() and time.time() < deadline:  # the first run is writing
+        time.sleep(0.2)
+    second = _run_cli([drops[2]], out)
+    assert second.returncode == 75, second.stderr
+    assert "is in use by another run" in second.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert dataset(out) == dataset(reference)

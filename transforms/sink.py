@@ -29,6 +29,7 @@ import io
 import json
 import os
 import signal
+import time
 from typing import Iterable
 
 import apache_beam as beam
@@ -186,10 +187,14 @@ def _manifest_path(root: str, token: str) -> str:
 
 
 def crash_point(name: str) -> None:
-    """Fault injection for the crash tests: SIGKILL this process at the named point when
-    NEWSEVENTS_CRASH_AT names it (no effect otherwise)."""
+    """Fault injection for the crash and concurrency tests: SIGKILL this process at the named
+    point when NEWSEVENTS_CRASH_AT names it; sleep there when NEWSEVENTS_PAUSE_AT is
+    `name:seconds`. No effect otherwise."""
     if os.environ.get("NEWSEVENTS_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get("NEWSEVENTS_PAUSE_AT", "")
+    if pause.startswith(name + ":"):
+        time.sleep(float(pause.split(":", 1)[1]))
 
 
 def apply_commit(root: str, manifest: dict) -> int:
