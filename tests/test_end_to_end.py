@@ -261,3 +261,27 @@ def test_date_option_fills_input_patterns(tmp_path):
     assert r.returncode == 2 and "input not found" in r.stderr and "2024-03-05" in r.stderr
     r = _cli("run", "--input", f"{tmp_path}/drops/{{date}}/**", "--output", str(out), "--date", "March")
     assert r.returncode == 2 and "--date must be YYYY-MM-DD" in r.stderr
+
+
+def test_real_headline_datasets_are_accounted_for(tmp_path):
+    import csv
+    import io
+    import zipfile
+
+    from .conftest import SHARED_DATA
+
+    ruwa = need_shared(SHARED_DATA / "ruwa" / "RUWA_01.08.23.csv.zip")
+    headlines = need_shared(SHARED_DATA / "headlines" / "headlines.json")
+    with zipfile.ZipFile(ruwa) as z:
+        name = next(n for n in z.namelist() if n.endswith(".csv") and not n.startswith("__MACOSX"))
+        records = list(csv.DictReader(io.StringIO(z.read(name).decode("utf-8-sig"), newline="")))
+    no_title = sum(1 for r in records if not r["title"].strip())
+    # the headline, plus one block per non-blank line of the sub-heading
+    ruwa_blocks = sum(1 + sum(1 for x in r["desc"].split("\n") if x.strip())
+                      for r in records if r["title"].strip()) + no_title
+    items = json.loads(headlines.read_text())
+    out = tmp_path / "out"
+    run_pipeline([ruwa, headlines], out)
+    assert_accounting(out, ruwa_blocks + len(items))
+    assert query(out, "SELECT count(*) FROM rejects WHERE reason = 'missing_field:title'") == [(no_title,)]
+    assert query(out, "SELECT count(*) FROM events WHERE kind = 'headline' AND source = 'reuters.com'")[0][0] > 0

@@ -33,6 +33,9 @@ from .conftest import SEED, need_shared
         (b"", "empty"),
         (b"   \n\n", "empty"),
         (b"Just some text\nwithout a header", "unknown"),
+        (b'[{"title": "x", "timestamp": 1}]', "headlines-json"),
+        (b"src,desc,title,Date,Site\nhttps://a,,T,02/28/2022,a.org\n", "headlines-csv"),
+        (b"PK\x03\x04\x14\x00\x00\x00RUWA.csv", "headlines-csv"),
     ],
 )
 def test_sniff(head, fmt):
@@ -134,6 +137,41 @@ def test_liveblog_posts():
     assert [(r["line"], r["reason"]) for r in rejects] == [(3, "invalid_field:time")]
     blocks = [b for r in rows for b in split_update(r)]
     assert [(b["position"], b["text"]) for b in blocks] == [(0, "second post ."), (1, "a ."), (2, "b .")]
+
+
+def test_headlines_csv_zipped_with_bad_rows():
+    import io
+    import zipfile
+
+    csv_text = ("src,desc,title,Date,Site\n"
+                "https://bbc.co.uk/news/1,Shelling continued overnight.,Kyiv Under Fire,02/28/2022,bbc.co.uk\n"
+                "https://bbc.co.uk/news/2,,,02/28/2022,bbc.co.uk\n"
+                "https://bbc.co.uk/news/3,,Talks Resume,2022-02-28,bbc.co.uk\n"
+                "https://x.org/4,,\"Quoted, title\",03/01/2022,\n")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("data.csv", csv_text)
+        z.writestr("__MACOSX/._data.csv", b"\x00\x05junk")
+    rows, rejects = read_plan(ReadPlan("r.zip", "auto", 0, -1, 1), buf.getvalue())
+    assert [(r["line"], r["article_id"], r["source"], r["headline"], r["published_at"].day) for r in rows] == [
+        (2, "https://bbc.co.uk/news/1", "bbc.co.uk", "Kyiv Under Fire", 28),
+        (5, "https://x.org/4", "x.org", "Quoted, title", 1)]
+    assert [(r["source_uri"], r["line"], r["reason"]) for r in rejects] == [
+        ("r.zip!data.csv", 3, "missing_field:title"), ("r.zip!data.csv", 4, "invalid_field:date")]
+    blocks = split_update(rows[0])
+    assert [(b["kind"], b["position"], b["text"]) for b in blocks] == [
+        ("headline", 0, "Kyiv Under Fire"), ("paragraph", 1, "Shelling continued overnight.")]
+
+
+def test_headlines_json_items():
+    items = [{"title": "Texas grid warns of blackouts", "domain": "reuters.com", "link": "https://r/1",
+              "timestamp": 1657514452}, {"title": "", "timestamp": 1}, {"title": "No time"}, "x"]
+    rows, rejects = read_plan(ReadPlan("h.json", "auto", 0, -1, 1), json.dumps(items).encode())
+    assert [(r["line"], r["article_id"], r["source"]) for r in rows] == [(1, "https://r/1", "reuters.com")]
+    assert rows[0]["published_at"] == dt.datetime(2022, 7, 11, 4, 40, 52, tzinfo=UTC)
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "missing_field:title"), (3, "missing_field:timestamp"), (4, "not_an_object")]
+    assert [(b["kind"], b["text"]) for b in split_update(rows[0])] == [("headline", "Texas grid warns of blackouts")]
 
 
 def test_read_plan_binary_and_empty():

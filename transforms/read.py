@@ -7,6 +7,10 @@ the update feed, one live-blog post. Splitting updates into blocks is the next s
 - `text`: `date YYYY-MM-DD <headline>` then one block per line (`../shared/data/seed/`).
 - `jsonl`: one JSON object per line with `text`, `published_at`, `article_id` or `url`.
 - `liveblog`: one JSON object with `documents` (posts with `time` [Y,M,D,h,m], `title`, `text`).
+- `headlines-csv`: a headline CSV, optionally zipped (`../shared/data/ruwa/`): `title`, `Date`
+  (MM/DD/YYYY), `src`, `Site`, optional `desc`; one update per row.
+- `headlines-json`: a JSON array of headlines (`../shared/data/headlines/`): `title`, Unix
+  `timestamp`, `link`, `domain`; one update per item.
 
 Example: the JSONL line `{"url": "https://x.org/a", "text": "Shelling.\\nNo casualties.",
 "published_at": 1645344000}` gives one update row with article_id `https://x.org/a`,
@@ -19,11 +23,14 @@ work spreads over workers; line numbers stay exact (counted when the ranges are 
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import logging
 import re
 import time
+import zipfile
 from typing import Iterable, Iterator, NamedTuple
 from urllib.parse import urlparse
 
@@ -37,7 +44,7 @@ from schemas.models import REJECT_RAW_LIMIT, UTC, UpdateIn
 from transforms.common import REJECTS, reject, stable_hash
 from transforms.common import filesystem_options, use_filesystem_options
 
-FORMATS = ("auto", "text", "jsonl", "liveblog")
+FORMATS = ("auto", "text", "jsonl", "liveblog", "headlines-csv", "headlines-json")
 RANGE_BYTES = 8 << 20
 SNIFF_BYTES = 64 << 10
 HEADER_RE = re.compile(r"^\s*date\s+(\d{4}-\d{2}-\d{2})\s+(\S.*?)\s*$")
@@ -77,10 +84,18 @@ def sniff(head: bytes) -> str:
     """
     if not head.strip():
         return "empty"
-    if b"\x00" in head[:SNIFF_BYTES] or head.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04"):
+        # a zip: the headline CSV of ../shared/data/ruwa comes zipped
+        return "headlines-csv" if b".csv" in head[:SNIFF_BYTES].lower() else "binary"
+    if b"\x00" in head[:SNIFF_BYTES]:
         return "binary"
-    stripped = head.lstrip()
+    stripped = head.lstrip().lstrip(b"\xef\xbb\xbf")
     first = stripped.split(b"\n", 1)[0].strip()
+    if stripped.startswith(b"["):
+        return "headlines-json"
+    header = [c.strip().strip('"').lower() for c in first.decode("utf-8", "replace").split(",")]
+    if "title" in header and "date" in header:
+        return "headlines-csv"
     if stripped.startswith(b"{"):
         try:
             obj = json.loads(first)
@@ -302,6 +317,107 @@ def read_liveblog(uri: str, data: bytes, rejects: list) -> list[dict]:
     return rows
 
 
+def _headline_row(uri: str, line: int, fmt: str, article_id: str, source: str, headline: str,
+                  published: dt.datetime, text: str) -> dict:
+    return {"source_uri": uri, "line": line, "fmt": fmt, "source": source, "article_id": article_id,
+            "update_id": f"{article_id}@{published.isoformat()}", "headline": headline, "section": None,
+            "published_at": published, "position": 1, "text": text}
+
+
+def _csv_members(uri: str, data: bytes, rejects: list) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the CSV files in a zip (`__MACOSX/` and hidden entries skipped), or the file."""
+    if not data.startswith(b"PK\x03\x04"):
+        return [(uri, data)]
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = [n for n in z.namelist() if n.lower().endswith(".csv") and not n.startswith("__MACOSX/")
+                     and not n.rsplit("/", 1)[-1].startswith(".")]
+            return [(f"{uri}!{n}", z.read(n)) for n in sorted(names)]
+    except zipfile.BadZipFile:
+        rejects.append(reject(uri, None, "read", "binary_file", data[:200]))
+        return []
+
+
+def read_headlines_csv(uri: str, data: bytes, rejects: list) -> list[dict]:
+    """Headline CSV (the RUWA layout, optionally zipped): one update per row with `title`
+    (the headline block), `Date` (MM/DD/YYYY), `src` (URL, the article id), `Site`, and an
+    optional `desc` sub-heading (a second block). `line` is the row's line in the CSV."""
+    rows = []
+    for name, raw in _csv_members(uri, data, rejects):
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            rejects.append(reject(name, None, "read", "invalid_utf8", raw))
+            continue
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = {f.strip().lower(): f for f in (reader.fieldnames or []) if f is not None}
+        if "title" not in fields or "date" not in fields:
+            rejects.append(reject(name, 1, "parse", "missing_field:title_or_date", text.split("\n", 1)[0]))
+            continue
+        get = lambda r, k: (r.get(fields[k]) or "").strip() if k in fields else ""  # noqa: E731
+        for rec in reader:
+            line = reader.line_num
+            title, date = get(rec, "title"), get(rec, "date")
+            raw_row = json.dumps(rec, ensure_ascii=False)
+            if not title:
+                rejects.append(reject(name, line, "parse", "missing_field:title", raw_row))
+                continue
+            try:
+                published = dt.datetime.strptime(date, "%m/%d/%Y").replace(tzinfo=UTC)
+            except ValueError:
+                reason = "missing_field:date" if not date else "invalid_field:date"
+                rejects.append(reject(name, line, "parse", reason, raw_row))
+                continue
+            url = get(rec, "src")
+            article_id = url or "csv-" + stable_hash(f"{get(rec, 'site')}\x1f{title}", 16)
+            source = get(rec, "site") or _source_of(url) or "unknown"
+            rows.append(_headline_row(name, line, "headlines-csv", article_id, source, title, published,
+                                      get(rec, "desc")))
+    return rows
+
+
+def read_headlines_json(uri: str, data: bytes, rejects: list) -> list[dict]:
+    """Headline JSON array (the layout of ../shared/data/headlines): items with `title`, Unix
+    `timestamp`, `link` (the article id) and `domain`; `line` is the item's 1-based position."""
+    try:
+        items = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        rejects.append(reject(uri, None, "read", "invalid_utf8", data))
+        return []
+    except ValueError:
+        rejects.append(reject(uri, None, "parse", "invalid_json", data))
+        return []
+    if not isinstance(items, list):
+        rejects.append(reject(uri, None, "parse", "not_an_array", data))
+        return []
+    rows = []
+    for i, item in enumerate(items):
+        n = i + 1
+        raw = json.dumps(item, ensure_ascii=False)
+        if not isinstance(item, dict):
+            rejects.append(reject(uri, n, "parse", "not_an_object", raw))
+            continue
+        title = item.get("title")
+        if not isinstance(title, str) or not title.strip():
+            rejects.append(reject(uri, n, "parse", "missing_field:title", raw))
+            continue
+        ts = item.get("timestamp")
+        try:
+            if isinstance(ts, bool) or not 0 <= float(ts) < 32503680000:
+                raise ValueError
+            published = dt.datetime.fromtimestamp(float(ts), UTC)
+        except (TypeError, ValueError):
+            reason = "missing_field:timestamp" if ts is None else "invalid_field:timestamp"
+            rejects.append(reject(uri, n, "parse", reason, raw))
+            continue
+        link = item.get("link") if isinstance(item.get("link"), str) else None
+        source = item.get("domain") if isinstance(item.get("domain"), str) and item.get("domain") else None
+        article_id = link or "json-" + stable_hash(f"{source}\x1f{title}", 16)
+        rows.append(_headline_row(uri, n, "headlines-json", article_id, source or _source_of(link) or "unknown",
+                                  title.strip(), published, ""))
+    return rows
+
+
 def read_plan(plan: ReadPlan, data: bytes) -> tuple[list[dict], list[dict]]:
     """Parse the bytes of one plan: (update rows, reject rows)."""
     rejects: list[dict] = []
@@ -321,6 +437,10 @@ def read_plan(plan: ReadPlan, data: bytes) -> tuple[list[dict], list[dict]]:
         rows = read_jsonl(plan.uri, data, plan.first_line, rejects)
     elif fmt == "liveblog":
         rows = read_liveblog(plan.uri, data, rejects)
+    elif fmt == "headlines-csv":
+        rows = read_headlines_csv(plan.uri, data, rejects)
+    elif fmt == "headlines-json":
+        rows = read_headlines_json(plan.uri, data, rejects)
     else:  # pragma: no cover - checked at start-up
         raise ValueError(f"unknown format {fmt!r}")
     return rows, rejects

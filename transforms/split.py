@@ -10,6 +10,9 @@ Classification of a block (`classify`), by the rules of DESIGN.md:
   by a closing quote or bracket).
 - `headline`: the article's header line (text format only).
 
+Headline records (`headlines-csv`, `headlines-json`): the headline is block 0 (`headline`),
+a sub-heading (the CSV's `desc`) is block 1, classified like any line.
+
 Sections and updates: in a text article each heading starts a new update; the update id is
 `<article_id>/<hash of the section title>` (`/lead` before the first heading), so a
 re-scraped snapshot gives the same update ids. Feed lines and live-blog posts are updates of
@@ -110,6 +113,10 @@ def split_update(u: dict) -> list[dict]:
         return out
     update_id = u["update_id"] or f'{u["article_id"]}@{u["published_at"].isoformat()}'
     position = u["position"]
+    if u["fmt"].startswith("headlines-"):
+        # a headline record: the headline is block 0, a sub-heading (if any) follows
+        out.append({**base, "line": u["line"], "update_id": update_id, "section": None, "kind": "headline",
+                    "position": 0, "text": u["headline"]})
     for raw in u["text"].split("\n"):
         if not raw.strip():
             continue
