@@ -1,6 +1,6 @@
 """`newsevents` command line.
 
-    newsevents run --input PATH... --output DIR [--format auto|text|jsonl|liveblog] [beam options]
+    newsevents run --input PATH... --output DIR [--format auto|text|jsonl|liveblog|headlines-csv|headlines-json] [...]
     newsevents sql DIR "SELECT ..."     # DuckDB over views events, duplicates, rejects, quality
     newsevents report DIR --html PATH   # one self-contained HTML page of charts
 
