@@ -256,15 +256,24 @@ def read_jsonl(uri: str, data: bytes, first_line: int, rejects: list) -> list[di
     return rows
 
 
-def read_liveblog(uri: str, data: bytes, rejects: list) -> list[dict]:
-    """One update row per live-blog post; `line` is the post's 1-based record number."""
+_UNREADABLE = object()
+
+
+def _load_json_file(uri: str, data: bytes, rejects: list):
+    """A whole-file JSON document, or _UNREADABLE with a reject row (invalid UTF-8 or JSON)."""
     try:
-        blog = json.loads(data.decode("utf-8-sig"))
+        return json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         rejects.append(reject(uri, None, "read", "invalid_utf8", data))
-        return []
     except ValueError:
         rejects.append(reject(uri, None, "parse", "invalid_json", data))
+    return _UNREADABLE
+
+
+def read_liveblog(uri: str, data: bytes, rejects: list) -> list[dict]:
+    """One update row per live-blog post; `line` is the post's 1-based record number."""
+    blog = _load_json_file(uri, data, rejects)
+    if blog is _UNREADABLE:
         return []
     if not isinstance(blog, dict) or not isinstance(blog.get("documents"), list):
         rejects.append(reject(uri, None, "parse", "missing_field:documents", data))
@@ -379,13 +388,8 @@ def read_headlines_csv(uri: str, data: bytes, rejects: list) -> list[dict]:
 def read_headlines_json(uri: str, data: bytes, rejects: list) -> list[dict]:
     """Headline JSON array (the layout of ../shared/data/headlines): items with `title`, Unix
     `timestamp`, `link` (the article id) and `domain`; `line` is the item's 1-based position."""
-    try:
-        items = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        rejects.append(reject(uri, None, "read", "invalid_utf8", data))
-        return []
-    except ValueError:
-        rejects.append(reject(uri, None, "parse", "invalid_json", data))
+    items = _load_json_file(uri, data, rejects)
+    if items is _UNREADABLE:
         return []
     if not isinstance(items, list):
         rejects.append(reject(uri, None, "parse", "not_an_array", data))
