@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import os
 import sys
 import uuid
@@ -147,10 +146,6 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     patterns = substitute_date(patterns, opts.date)
     if not opts.output:
         raise UsageError("--output is required")
-    if opts.format not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {opts.format!r}")
-    if opts.shards < 1:
-        raise UsageError("--shards must be at least 1")
     if opts.event_time not in ("text", "published"):
         raise UsageError(f"--event-time must be text or published, not {opts.event_time!r}")
     try:
@@ -159,23 +154,24 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         raise UsageError(f"--allowed-lateness: {e}") from None
     if opts.near not in ("on", "off"):
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
-    try:
+    files = expand_inputs(patterns)
+    every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
+    try:  # the steps check their own configuration; here their message becomes a usage error
         near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
+        reader = ReadUpdates(opts.format, len(files), sum(size for _, size in files), every)
+        snapshots = DedupSnapshots(opts.shards)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    files = expand_inputs(patterns)
     token = opts.run_token or uuid.uuid4().hex
 
-    every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
-    read = p | "Files" >> beam.Create(files) | "Read" >> ReadUpdates(
-        opts.format, len(files), sum(size for _, size in files), every)
+    read = p | "Files" >> beam.Create(files) | "Read" >> reader
     blocks = read["updates"] | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
     root = opts.output.rstrip("/")
     new = normalized["blocks"] | "MarkNew" >> beam.Map(for_snapshots, False)
     touched = new | "TouchedArticles" >> TouchedArticles(root)
     prior = touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(root)
-    marked = (new, prior) | "NewAndPrior" >> beam.Flatten() | "DedupSnapshots" >> DedupSnapshots(opts.shards)
+    marked = (new, prior) | "NewAndPrior" >> beam.Flatten() | "DedupSnapshots" >> snapshots
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming

@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from schemas.models import BLOCK_SCHEMA, EVENT_SCHEMA, UTC, UpdateIn, arrow_schema
+from schemas.models import BLOCK_SCHEMA, EVENT_SCHEMA, UTC, UpdateIn
 from transforms.dedup import dedup_day, dedup_snapshots
 from transforms.normalize import canonical_text, fingerprint, normalize_batch, normalize_text
 from transforms.read import (RANGE_BYTES, ReadPlan, plan_reads, read_jsonl, read_liveblog, read_plan,

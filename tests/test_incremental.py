@@ -1,7 +1,6 @@
 """Scheduled runs: day by day equals all at once; reruns; crashes at any point converge."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

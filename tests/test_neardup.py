@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 
 from transforms import neardup as nd
 from transforms.neardup import (
-    DEFAULT_SHINGLE,
     DEFAULT_THRESHOLD,
     NearDupResult,
     candidate_probability,

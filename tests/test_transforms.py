@@ -11,10 +11,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 TestPipeline.__test__ = False  # a Beam class, not a pytest test class
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms.window import IntervalWindow
 
 from schemas.models import BLOCK_SCHEMA, UTC
-from transforms.common import concat
 from transforms.dedup import DedupDay, DedupSnapshots
 from transforms.normalize import Normalize
 from transforms.read import UPDATE_SCHEMA, ReadUpdates

@@ -38,6 +38,7 @@ from apache_beam.metrics import Metrics
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
+from transforms.state import index_rows
 
 DEFAULT_SHARDS = 16
 PRIORITY = [("published_at", "ascending"), ("article_id", "ascending"), ("position", "ascending"),
@@ -231,8 +232,6 @@ class _DedupDayFn(beam.DoFn):
                           for name in ("blocks", "events", "exact_duplicates", "near_duplicates")}
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam, exclusions=None):
-        from transforms.state import index_rows
-
         day_str, tables = element
         day = dt.date.fromisoformat(day_str)
         parts = [t for t in tables if t.num_rows]

@@ -97,7 +97,6 @@ rep[i] <= i and rep[rep[i]] == rep[i]; a pair's score depends only on the two te
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence, Union
 

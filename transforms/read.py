@@ -40,9 +40,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from pydantic import ValidationError
 
-from schemas.models import REJECT_RAW_LIMIT, UTC, UpdateIn
-from transforms.common import REJECTS, reject, stable_hash
-from transforms.common import filesystem_options, use_filesystem_options
+from schemas.models import UTC, UpdateIn
+from transforms.common import REJECTS, filesystem_options, reject, stable_hash, use_filesystem_options
 
 FORMATS = ("auto", "text", "jsonl", "liveblog", "headlines-csv", "headlines-json")
 RANGE_BYTES = 8 << 20
