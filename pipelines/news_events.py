@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import tempfile
 import uuid
 
 import apache_beam as beam
@@ -26,7 +27,8 @@ from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots, NearDetec
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD
 from transforms.normalize import Normalize
 from transforms.read import FORMATS, ReadUpdates
-from transforms.sink import WriteDataset, join
+from transforms.sink import STAGING, Stager, WriteDataset, join
+from transforms.spill import remove as remove_spill
 from transforms.split import SplitEvents
 from transforms.common import filesystem_options
 from transforms.sink import at_end, recover
@@ -69,6 +71,13 @@ class NewsEventsOptions(PipelineOptions):
         parser.add_argument("--date", default=None,
                             help="the run's day (YYYY-MM-DD): replaces {date} in every --input pattern, "
                                  "e.g. --input 'drops/{date}/**' --date 2024-03-05")
+        parser.add_argument("--spill", default="auto",
+                            help="carry the big tables across each shuffle as Arrow files, with only references "
+                                 "through the runner: auto (default: on with the local runner, which holds "
+                                 "shuffles in memory; off on other runners, whose shuffles spill to disk), on, off")
+        parser.add_argument("--spill-dir", "--spill_dir", dest="spill_dir", default=None,
+                            help="folder for the spill files (default: DIR/_staging/<run>/spill for a local "
+                                 "output, else the system temp folder); every worker must see it")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -154,15 +163,19 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         raise UsageError(f"--allowed-lateness: {e}") from None
     if opts.near not in ("on", "off"):
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
+    if opts.spill not in ("auto", "on", "off"):
+        raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
     files = expand_inputs(patterns)
     every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
     try:  # the steps check their own configuration; here their message becomes a usage error
         near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
         reader = ReadUpdates(opts.format, len(files), sum(size for _, size in files), every)
-        snapshots = DedupSnapshots(opts.shards)
+        DedupSnapshots(opts.shards)
     except ValueError as e:
         raise UsageError(str(e)) from None
     token = opts.run_token or uuid.uuid4().hex
+    spill = spill_folder(options, token)
+    snapshots = DedupSnapshots(opts.shards, spill=spill)
 
     read = p | "Files" >> beam.Create(files) | "Read" >> reader
     blocks = read["updates"] | "Split" >> SplitEvents()
@@ -175,14 +188,16 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming
-    windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming))
+    windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming), spill=spill)
     markers = (
         touched.exclusions
         | "MarkerDays" >> beam.MapTuple(lambda day, _: day_marker(day, OCCURRENCE_SCHEMA))
         | "MarkerWindows" >> day_windows()
     )
     days = (windowed["windowed"], markers) | "DaysToRecompute" >> beam.Flatten()
-    deduped = days | "DedupDay" >> DedupDay(near, PriorDays(root, filesystem_options(options)), touched.exclusions)
+    fs_options = filesystem_options(options)
+    deduped = days | "DedupDay" >> DedupDay(near, PriorDays(root, fs_options), touched.exclusions,
+                                            stager=Stager(root, token, fs_options))
     index = (
         {"keep": touched.index_keep | "KeepAtEnd" >> at_end(),
          "new": deduped["index"] | "NewAtEnd" >> at_end()}
@@ -193,7 +208,26 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     parts = (deduped["parts"] | "PartsAtEnd" >> at_end(), index) | "AllParts" >> beam.Flatten()
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
     committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token, [uri for uri, _ in files])
-    return {"parts": parts, "rejects": rejects, "committed": committed}
+    return {"parts": parts, "rejects": rejects, "committed": committed, "spill": spill}
+
+
+DIRECT_RUNNERS = ("directrunner", "direct", "switchingdirectrunner", "bundlebaseddirectrunner", "localrunner")
+
+
+def spill_folder(options: PipelineOptions, token: str) -> str | None:
+    """Where this run spills its shuffles (`transforms.spill`), or None when it does not."""
+    opts = options.view_as(NewsEventsOptions)
+    runner = options.view_as(StandardOptions).runner
+    name = (runner if isinstance(runner, str) else type(runner).__name__ if runner else "direct")
+    local = name.rsplit(".", 1)[-1].lower() in DIRECT_RUNNERS
+    if opts.spill == "off" or (opts.spill == "auto" and not local):
+        return None
+    if opts.spill_dir:
+        return join(opts.spill_dir.rstrip("/"), token)
+    root = opts.output.rstrip("/")
+    if "://" in root:
+        return os.path.join(tempfile.gettempdir(), f"newsevents-spill-{token}")
+    return join(root, STAGING, token, "spill")
 
 
 def pipeline_options(argv: list[str]) -> PipelineOptions:
@@ -216,11 +250,14 @@ def run(argv: list[str] | None = None):
     if opts.output:
         check_output(opts.output)
     p = beam.Pipeline(options=options)
-    build(p, options)
+    built = build(p, options)
     with OutputLock(opts.output):
         recover(opts.output)  # finish or discard what a killed run left
-        result = p.run()
-        result.wait_until_finish()
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        finally:
+            remove_spill(built["spill"])  # a local output's commit already removed it with the staging folder
     return result
 
 

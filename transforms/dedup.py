@@ -38,6 +38,8 @@ from apache_beam.metrics import Metrics
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
+from transforms.sink import STAGED
+from transforms.spill import tables_of, write_groups
 from transforms.state import index_rows
 
 DEFAULT_SHARDS = 16
@@ -85,9 +87,12 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
     return t.append_column("is_dup", pa.array(is_dup))
 
 
-def _key_by_shard(batch, shards: int) -> Iterable[tuple[int, pa.Table]]:
+def _key_by_shard(batch, shards: int, spill: str | None = None) -> Iterable[tuple[int, object]]:
     t = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     keys = np.fromiter((shard_of(a, shards) for a in t.column("article_id").to_pylist()), np.int64, t.num_rows)
+    if spill:
+        yield from write_groups(spill, t, keys)
+        return
     for k in np.unique(keys):
         yield int(k), t.filter(pa.array(keys == k))
 
@@ -95,20 +100,24 @@ def _key_by_shard(batch, shards: int) -> Iterable[tuple[int, pa.Table]]:
 class DedupSnapshots(beam.PTransform):
     """Normalized block tables -> tables with `event_id`, `is_dup` (one table per shard)."""
 
-    def __init__(self, shards: int = DEFAULT_SHARDS):
+    def __init__(self, shards: int = DEFAULT_SHARDS, spill: str | None = None):
         super().__init__()
         if shards < 1:
             raise ValueError("--shards must be at least 1")
-        self._shards = shards
+        self._shards, self._spill = shards, spill
 
     def expand(self, blocks):
-        shards = self._shards
+        shards, spill = self._shards, self._spill
         return (
             blocks
-            | "KeyByArticle" >> beam.FlatMap(_key_by_shard, shards)
+            | "KeyByArticle" >> beam.FlatMap(_key_by_shard, shards, spill)
             | "GroupArticles" >> beam.GroupByKey()
-            | "MarkRepeats" >> beam.MapTuple(lambda _, tables: dedup_snapshots(concat(tables)))
+            | "MarkRepeats" >> beam.MapTuple(lambda _, items: dedup_snapshots(_same_schema(tables_of(items))))
         )
+
+
+def _same_schema(tables: list[pa.Table]) -> pa.Table:
+    return concat([t.cast(tables[0].schema) for t in tables])
 
 
 NearFn = Callable[[pa.ChunkedArray], "tuple[np.ndarray, np.ndarray]"]
@@ -224,16 +233,19 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
 
 
 class _DedupDayFn(beam.DoFn):
-    def __init__(self, near: NearFn | None, prior):
-        self._near, self._prior = near, prior
+    def __init__(self, near: NearFn | None, prior, stager=None):
+        self._near, self._prior, self._stager = near, prior, stager
 
     def setup(self):
+        if self._stager is not None:
+            self._stager.setup()
         self._counters = {name: Metrics.counter("newsevents", name)
                           for name in ("blocks", "events", "exact_duplicates", "near_duplicates")}
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam, exclusions=None):
-        day_str, tables = element
+        day_str, items = element
         day = dt.date.fromisoformat(day_str)
+        tables = tables_of(items)
         parts = [t for t in tables if t.num_rows]
         fresh = concat(parts) if parts else None
         table = fresh
@@ -254,12 +266,21 @@ class _DedupDayFn(beam.DoFn):
                                 ("near_duplicates", q["near_duplicates"])):
                 self._counters[name].inc(value)
         for name, t in out.items():
-            yield name, day, t, pane.index
+            yield self._part(name, day, t, pane.index)
         if self._prior is not None:
-            yield "_state/occurrences", day, table, pane.index
+            yield self._part("_state/occurrences", day, table, pane.index)
             if fresh is not None:
                 for shard, rows in index_rows(day_str, fresh):
                     yield beam.pvalue.TaggedOutput("index", (shard, rows))
+
+
+    def _part(self, name: str, day: dt.date, table: pa.Table, pane: int) -> tuple:
+        """A day table as a part for the sink; with a stager, big tables are written here
+        and only their staging record travels on (the quality row stays a table: the sink
+        adds the day's rejects to it)."""
+        if self._stager is None or name == "quality":
+            return name, day, table, pane
+        return STAGED, self._stager(name, day, "part-0.parquet", table, pane)
 
 
 class DedupDay(beam.PTransform):
@@ -273,15 +294,19 @@ class DedupDay(beam.PTransform):
     article ids)), each day is recomputed over its earlier rows too, without the rows of the
     articles re-processed in this run; the day's full occurrence table is emitted as part
     `_state/occurrences`, and the index rows of its new articles on the `index` output.
+
+    With `stager` (a `transforms.sink.Stager`), the day's events, duplicates and occurrences
+    are written to the run's staging folder here, and `(STAGED, record)` travels on instead of
+    the table. The grouped values may be tables or spill references (`transforms.spill`).
     """
 
-    def __init__(self, near: NearFn | None = None, prior=None, exclusions=None):
+    def __init__(self, near: NearFn | None = None, prior=None, exclusions=None, stager=None):
         super().__init__()
-        self._near, self._prior, self._exclusions = near, prior, exclusions
+        self._near, self._prior, self._exclusions, self._stager = near, prior, exclusions, stager
 
     def expand(self, keyed):
         grouped = keyed | "GroupDay" >> beam.GroupByKey()
-        fn = _DedupDayFn(self._near, self._prior)
+        fn = _DedupDayFn(self._near, self._prior, self._stager)
         if self._exclusions is None:
             return grouped | "DedupInDay" >> beam.ParDo(fn)
         out = grouped | "DedupInDay" >> beam.ParDo(

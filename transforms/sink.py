@@ -161,25 +161,42 @@ def at_end() -> beam.WindowInto:
                            accumulation_mode=AccumulationMode.DISCARDING)
 
 
-class _WriteStagedFn(beam.DoFn):
-    """Writes one part under the run's staging folder; a day partition left without rows is
-    recorded for deletion instead (staged path None)."""
+# a part already written by the step that made it: (STAGED, (rel, pane, staged path or None))
+STAGED = "_staged"
+
+
+class Stager:
+    """Writes one part under the run's staging folder and returns its record for the commit,
+    (path relative to the root, pane index, staged path); a day partition left without rows is
+    recorded for deletion instead (staged path None). Picklable: a step that makes big tables
+    (DedupDay) writes them itself, so they never travel through the runner."""
 
     def __init__(self, root: str, token: str, fs_options: dict | None = None):
-        self._root, self._token, self._fs_options = root, token, fs_options or {}
+        self._root, self._token, self._fs_options = root.rstrip("/"), token, fs_options or {}
 
-    def setup(self):
+    def setup(self) -> None:
         use_filesystem_options(self._fs_options)
 
-    def process(self, part: tuple) -> Iterable[tuple[str, int, str | None]]:
-        name, key, file_name, table, pane = part
+    def __call__(self, name: str, key, file_name: str, table: pa.Table, pane: int) -> tuple[str, int, str | None]:
         rel = f"{partition_dir(name, key)}/{file_name}"
         if table.num_rows == 0 and key is not None:
-            yield rel, pane, None
-            return
+            return rel, pane, None
         staged = join(self._root, STAGING, self._token, f"{rel}.pane-{pane}")
         write_file(staged, parquet_bytes(table.cast(SCHEMAS[name])))
-        yield rel, pane, staged
+        return rel, pane, staged
+
+
+class _WriteStagedFn(beam.DoFn):
+    """Writes one part under the run's staging folder (see `Stager`)."""
+
+    def __init__(self, root: str, token: str, fs_options: dict | None = None):
+        self._stager = Stager(root, token, fs_options)
+
+    def setup(self):
+        self._stager.setup()
+
+    def process(self, part: tuple) -> Iterable[tuple[str, int, str | None]]:
+        yield self._stager(*part)
 
 
 def _manifest_path(root: str, token: str) -> str:
@@ -322,8 +339,9 @@ def rejects_file_name(uri: str) -> str:
 class WriteDataset(beam.PTransform):
     """Write `(table, day, Arrow table, pane)` parts and reject rows; commit at the end.
 
-    Input: a dict with `parts` (from `DedupDay`, any windows) and `rejects` (reject row dicts;
-    late ones carry their `event_date`). Output: one element, the number of files committed.
+    Input: a dict with `parts` (from `DedupDay`, any windows: tables to write, or
+    `(STAGED, record)` for files a step already staged with a `Stager`) and `rejects` (reject
+    row dicts; late ones carry their `event_date`). Output: one element, the number of files committed.
     A day's quality row is the latest pane's figures plus the rejects counted for that day.
     """
 
@@ -337,9 +355,10 @@ class WriteDataset(beam.PTransform):
         fs_options = filesystem_options(pcolls["parts"].pipeline.options)
         parts = pcolls["parts"] | "Unwindow" >> at_end()
         rejects = pcolls["rejects"] | "UnwindowRejects" >> at_end()
+        staged = parts | "StagedParts" >> beam.FlatMap(lambda p: [p[1]] if p[0] == STAGED else [])
         day_files = (
             parts
-            | "DataParts" >> beam.Filter(lambda p: p[0] != "quality")
+            | "DataParts" >> beam.Filter(lambda p: p[0] not in ("quality", STAGED))
             | "DayFileName" >> beam.MapTuple(lambda n, d, t, pane: (n, d, "part-0.parquet", t, pane))
         )
         quality = (
@@ -362,10 +381,14 @@ class WriteDataset(beam.PTransform):
             | "RejectFile" >> beam.MapTuple(
                 lambda uri, rows: ("rejects", None, rejects_file_name(uri), rejects_table(list(rows)), 0))
         )
-        return (
+        written = (
             (day_files, reject_files, quality)
             | "AllFiles" >> beam.Flatten()
             | "WriteStaged" >> beam.ParDo(_WriteStagedFn(self._root, self._token, fs_options))
+        )
+        return (
+            (written, staged)
+            | "StagedAndWritten" >> beam.Flatten()
             | "AllWritten" >> beam.combiners.ToList()
             | "Commit" >> beam.ParDo(_CommitFn(self._root, self._token, self._inputs, fs_options))
         )

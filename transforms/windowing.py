@@ -8,7 +8,8 @@ event to a later day.
 
 `WindowByDay` is the one place that sets Beam timestamps and windows: each table is split by
 the UTC day of `event_time`; each part is emitted with the timestamp of its day's start and
-put into a one-day `FixedWindows`. The element is keyed by the day (ISO string).
+put into a one-day `FixedWindows`. The element is keyed by the day (ISO string); with a spill
+folder, the part travels as a `transforms.spill.SpillRef` to its rows.
 
 Late data: see `WindowByDay` (batch: nothing is late; streaming: a lateness gate routes
 too-late parts to rejects, and later panes replace a day's rows).
@@ -32,7 +33,8 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from transforms.common import reject
+from transforms.common import concat, reject
+from transforms.spill import tables_of, write_groups
 
 DAY_SECONDS = 86400
 Resolver = Callable[[list[str], list[int]], list]
@@ -70,10 +72,16 @@ class ResolveEventTime(beam.PTransform):
         return tables | "ResolveTimes" >> beam.Map(resolve_event_times, self._resolver)
 
 
-def split_by_day(table: pa.Table):
-    """(day ISO string, day start epoch seconds, part of the table) for each UTC day present."""
+def split_by_day(table: pa.Table, spill: str | None = None):
+    """(day ISO string, day start epoch seconds, part of the table) for each UTC day present.
+    With a `spill` folder the parts are written to one spill file and the third item is the
+    part's `transforms.spill.SpillRef`."""
     days = pc.cast(pc.cast(table.column("event_time"), pa.timestamp("us")), pa.date32())
     day_num = pc.cast(days, pa.int32()).to_numpy(zero_copy_only=False)
+    if spill:
+        for d, ref in write_groups(spill, table, day_num):
+            yield (dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).isoformat(), int(d) * DAY_SECONDS, ref
+        return
     for d in np.unique(day_num):
         day = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
         yield day.isoformat(), int(d) * DAY_SECONDS, table.filter(pa.array(day_num == d))
@@ -155,11 +163,12 @@ class _LateGateFn(beam.DoFn):
         return []
 
 
-def late_rejects(day: str, table: pa.Table) -> list[dict]:
-    """One `rejects` row (stage `window`, reason `late`) per block of a too-late day part."""
+def late_rejects(day: str, part) -> list[dict]:
+    """One `rejects` row (stage `window`, reason `late`) per block of a too-late day part
+    (a table or a spill reference)."""
     cols = ["article_id", "update_id", "published_at", "event_time", "text"]
     out = []
-    for r in table.select(["source_uri", "line", *cols]).to_pylist():
+    for r in concat(tables_of([part])).select(["source_uri", "line", *cols]).to_pylist():
         raw = json.dumps({c: (r[c].isoformat() if hasattr(r[c], "isoformat") else r[c]) for c in cols},
                          ensure_ascii=False)
         out.append({**reject(r["source_uri"], r["line"], "window", "late", raw), "event_date": day})
@@ -202,14 +211,16 @@ class WindowByDay(beam.PTransform):
     on its way into a late pane; a part for 2022-02-20 is refused as late.
     """
 
-    def __init__(self, allowed_lateness: int = DEFAULT_ALLOWED_LATENESS, streaming: bool = False):
+    def __init__(self, allowed_lateness: int = DEFAULT_ALLOWED_LATENESS, streaming: bool = False,
+                 spill: str | None = None):
         super().__init__()
         if allowed_lateness < 0:
             raise ValueError("--allowed-lateness must not be negative")
-        self._lateness, self._streaming = allowed_lateness, streaming
+        self._lateness, self._streaming, self._spill = allowed_lateness, streaming, spill
 
     def expand(self, tables):
-        parts = tables | "SplitByDay" >> beam.FlatMap(lambda t: list(split_by_day(t)))
+        spill = self._spill
+        parts = tables | "SplitByDay" >> beam.FlatMap(lambda t: list(split_by_day(t, spill)))
         if self._streaming:
             gated = (
                 parts

@@ -1,0 +1,130 @@
+"""Spill: the big Arrow tables cross each shuffle as files; Beam moves small references.
+
+Why: Beam's local engine (the FnApiRunner behind `runners.direct.LocalRunner`) keeps every
+PCollection that crosses a fused-stage boundary in memory, encoded: the input of each
+GroupByKey and of each Flatten. Arrow tables crossing such a boundary are pickled, held whole
+in the runner process, sent to the worker and unpickled there; a run over a million updates
+held several copies of every block (11.5 GB at 1M updates, measured, BENCHMARKS.md). The
+runners built for large data (Dataflow, Flink, Spark) spill their shuffles themselves; this
+one does not.
+
+With spilling on, the step before a shuffle writes each table it would emit as one Arrow IPC
+file (uncompressed: writing is a copy, reading is a memory map), one record batch run per
+shuffle key, and emits `(key, SpillRef)` instead of `(key, table)`. After the GroupByKey the
+consumer gets the references of its key and maps their batches (`tables_of`). The runner holds
+and shuffles only references; a worker holds the group it works on, nothing more.
+
+Files live under the run's spill folder (by default `DIR/_staging/<run token>/spill` for a
+local output, outside every table, removed with the staging folder when the run commits, and
+by the next run's recovery if this one dies). A retried bundle writes new files under new
+names; the references of a failed attempt are discarded by the runner with its outputs, so
+their files are only garbage, removed with the folder. The folder must be visible to every
+worker: on one machine any local folder is; across machines it must be shared storage, and
+the runners' own shuffles are the better choice there (spilling is off by default on them,
+see `pipelines.news_events`).
+
+Every step accepts both forms (`tables_of`): with spilling off, the same code sees tables.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterable, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+
+class SpillRef(NamedTuple):
+    """Rows of one shuffle key in a spill file: record batches [first, first + count)."""
+
+    path: str
+    first: int
+    count: int
+    rows: int
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def write_groups(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[object, SpillRef]]:
+    """Write `table` to one new IPC file, its rows grouped by `keys` (one label per row, in
+    row order within a group); returns (key, reference) per distinct key, keys ascending."""
+    if table.num_rows == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(keys)]))
+    ordered = table.take(pa.array(order)) if not np.array_equal(order, np.arange(len(order))) else table
+    path = f"{folder.rstrip('/')}/{uuid.uuid4().hex}.arrow"
+    sink = _open_sink(path)
+    out = []
+    try:
+        with pa.ipc.new_file(sink, ordered.schema) as writer:
+            first = 0
+            for s, e in zip(starts, ends):
+                batches = ordered.slice(int(s), int(e - s)).to_batches()
+                for b in batches:
+                    writer.write_batch(b)
+                key = sorted_keys[s]
+                out.append((key.item() if hasattr(key, "item") else key, SpillRef(path, first, len(batches), int(e - s))))
+                first += len(batches)
+    finally:
+        sink.close()
+    return out
+
+
+def _open_sink(path: str):
+    if _is_local(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return pa.OSFile(path, "wb")
+    return pa.PythonFile(FileSystems.create(path), mode="w")
+
+
+def _reader(path: str) -> pa.ipc.RecordBatchFileReader:
+    if _is_local(path):
+        return pa.ipc.open_file(pa.memory_map(path, "r"))
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pa.ipc.open_file(pa.py_buffer(f.read()))
+
+
+def tables_of(items: Iterable) -> list[pa.Table]:
+    """Tables from a grouped iterable holding tables, record batches and/or spill references
+    (one table per spill file, so files of different schemas stay apart)."""
+    tables, refs = [], []
+    for x in items:
+        if isinstance(x, SpillRef):
+            refs.append(x)
+        elif isinstance(x, pa.RecordBatch):
+            tables.append(pa.Table.from_batches([x]))
+        else:
+            tables.append(x)
+    by_file: dict[str, list[SpillRef]] = {}
+    for r in refs:
+        by_file.setdefault(r.path, []).append(r)
+    for path, rs in by_file.items():
+        reader = _reader(path)
+        batches = [reader.get_batch(i) for r in rs for i in range(r.first, r.first + r.count)]
+        tables.append(pa.Table.from_batches(batches, schema=reader.schema))
+    return tables
+
+
+def remove(folder: str) -> None:
+    """Delete a spill folder and everything in it (no error when it is gone)."""
+    if not folder:
+        return
+    if _is_local(folder):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        found = FileSystems.match([folder.rstrip("/") + "/**"])[0].metadata_list
+        if found:
+            FileSystems.delete([m.path for m in found])
+    except Exception:  # pragma: no cover - best effort on object stores
+        pass
