@@ -175,7 +175,6 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
         raise UsageError(str(e)) from None
     token = opts.run_token or uuid.uuid4().hex
     spill = spill_folder(options, token)
-    snapshots = DedupSnapshots(opts.shards, spill=spill)
 
     read = p | "Files" >> beam.Create(files) | "Read" >> reader
     blocks = read["updates"] | "Split" >> SplitEvents()
@@ -184,7 +183,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     new = normalized["blocks"] | "MarkNew" >> beam.Map(for_snapshots, False)
     touched = new | "TouchedArticles" >> TouchedArticles(root)
     prior = touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(root)
-    marked = (new, prior) | "NewAndPrior" >> beam.Flatten() | "DedupSnapshots" >> snapshots
+    marked = (new, prior) | "DedupSnapshots" >> DedupSnapshots(opts.shards, spill=spill)
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming

@@ -98,7 +98,8 @@ def _key_by_shard(batch, shards: int, spill: str | None = None) -> Iterable[tupl
 
 
 class DedupSnapshots(beam.PTransform):
-    """Normalized block tables -> tables with `event_id`, `is_dup` (one table per shard)."""
+    """Normalized block tables (one PCollection, or a tuple of them) -> tables with `event_id`,
+    `is_dup` (one table per shard)."""
 
     def __init__(self, shards: int = DEFAULT_SHARDS, spill: str | None = None):
         super().__init__()
@@ -108,9 +109,13 @@ class DedupSnapshots(beam.PTransform):
 
     def expand(self, blocks):
         shards, spill = self._shards, self._spill
+        # several inputs are keyed (and spilled) each on its own before they meet: a Flatten
+        # ahead of the keying would hold every table in the local runner's memory
+        inputs = blocks if isinstance(blocks, (tuple, list)) else (blocks,)
+        keyed = [pc_ | f"KeyByArticle{i or ''}" >> beam.FlatMap(_key_by_shard, shards, spill)
+                 for i, pc_ in enumerate(inputs)]
         return (
-            blocks
-            | "KeyByArticle" >> beam.FlatMap(_key_by_shard, shards, spill)
+            (keyed | "KeyedInputs" >> beam.Flatten() if len(keyed) > 1 else keyed[0])
             | "GroupArticles" >> beam.GroupByKey()
             | "MarkRepeats" >> beam.MapTuple(lambda _, items: dedup_snapshots(_same_schema(tables_of(items))))
         )
