@@ -48,8 +48,9 @@ class NewsEventsOptions(PipelineOptions):
                             help="input file, directory or glob; repeatable")
         parser.add_argument("--output", default=None, help="output dataset root (folder or URL)")
         parser.add_argument("--format", default="auto", help=f"input format: {', '.join(FORMATS)} (default: auto)")
-        parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
-                            help="article shards for the snapshot dedup shuffle")
+        parser.add_argument("--shards", type=int, default=None,
+                            help=f"article shards for the snapshot dedup shuffle (default: one per "
+                                 f"{SHARD_BYTES >> 20} MB of input, at least {DEFAULT_SHARDS})")
         parser.add_argument("--allowed-lateness", "--allowed_lateness", dest="allowed_lateness",
                             default="7d",
                             help="how long after its day ends an update is still accepted (e.g. 36h, 7d; "
@@ -176,7 +177,8 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     try:  # the steps check their own configuration; here their message becomes a usage error
         near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
         reader = ReadUpdates(opts.format, len(files), sum(size for _, size in files), every)
-        DedupSnapshots(opts.shards)
+        shards = opts.shards if opts.shards is not None else auto_shards(sum(size for _, size in files))
+        DedupSnapshots(shards)
     except ValueError as e:
         raise UsageError(str(e)) from None
     token = opts.run_token or uuid.uuid4().hex
@@ -192,7 +194,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     new = normalized["blocks"] | "MarkNew" >> beam.Map(for_snapshots, False)
     touched = new | "TouchedArticles" >> TouchedArticles(root)
     prior = touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(root)
-    marked = (new, prior) | "DedupSnapshots" >> DedupSnapshots(opts.shards, spill=spill)
+    marked = (new, prior) | "DedupSnapshots" >> DedupSnapshots(shards, spill=spill)
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming
@@ -218,6 +220,15 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token, [uri for uri, _ in files])
     return {"parts": parts, "rejects": rejects, "committed": committed, "spill": spill,
             "input_bytes": sum(size for _, size in files)}
+
+
+# Input bytes per snapshot shard by default: a shard group then holds ~50k blocks, so a
+# worker's memory for the snapshot dedup does not grow with the run.
+SHARD_BYTES = 16 << 20
+
+
+def auto_shards(input_bytes: int) -> int:
+    return min(4096, max(DEFAULT_SHARDS, -(-input_bytes // SHARD_BYTES)))
 
 
 def rebatch(batch, rows: int):
