@@ -301,7 +301,7 @@ def run(argv: list[str] | None = None):
         check_output(opts.output)
     p = beam.Pipeline(options=options)
     built = build(p, options)
-    choose_local_workers(options, argv, built["input_bytes"])
+    choose_local_workers(p.options, argv, built["input_bytes"])  # the Pipeline holds a copy of the options
     with OutputLock(opts.output):
         recover(opts.output)  # finish or discard what a killed run left
         try:

@@ -121,3 +121,23 @@ def test_mixed_input_exercises_every_outcome(both_paths):
     assert c > 0
     leftovers = list((fast / "_staging").glob("**/*")) if (fast / "_staging").exists() else []
     assert leftovers == []  # spill files go with the staging folder
+
+
+def test_local_workers_chosen_where_they_pay(monkeypatch):
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from pipelines.news_events import AUTO_WORKERS_BYTES, choose_local_workers, pipeline_options
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    base = ["--input", "x", "--output", "y"]
+    small = pipeline_options(base)
+    assert choose_local_workers(small, base, AUTO_WORKERS_BYTES - 1) == 1
+    assert small.view_as(DirectOptions).direct_running_mode == "in_memory"
+    big = pipeline_options(base)
+    assert choose_local_workers(big, base, AUTO_WORKERS_BYTES) == 2
+    assert (big.view_as(DirectOptions).direct_num_workers, big.view_as(DirectOptions).direct_running_mode) == (
+        2, "multi_processing")
+    given = base + ["--direct_num_workers=1"]
+    assert choose_local_workers(pipeline_options(given), given, 10 * AUTO_WORKERS_BYTES) == 1
+    other = base + ["--runner", "PortableRunner"]
+    assert choose_local_workers(pipeline_options(other), other, 10 * AUTO_WORKERS_BYTES) == 1
