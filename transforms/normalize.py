@@ -1,7 +1,8 @@
 """Normalize: block batches -> the same rows with normalized `text` and a `fingerprint`.
 
-Normalization (vectorised with `pyarrow.compute`, no per-row Python):
-1. Unicode NFKC (full-width letters, ligatures, non-breaking spaces become plain forms);
+Normalization (vectorised with `pyarrow.compute` and numpy, no per-row Python):
+1. Unicode NFKC (full-width letters, ligatures, non-breaking spaces become plain forms), as
+   pyarrow 25 does it: without composing (apache/arrow#51225), so `é` becomes `e` + U+0301;
 2. zero-width characters removed; curly/angled quotes become `'` and `"`; the dash family
    (hyphen variants, en and em dash, minus) becomes `-`;
 3. every run of white space becomes one space; leading and trailing space removed.
@@ -14,12 +15,18 @@ different case — share a fingerprint.
 Example: `“Kill list”  claims — denied` -> text `"Kill list" claims - denied`,
 canonical `kill list claims denied`.
 
+Fast path: numpy on the UTF-8 bytes (NFKC only on rows that need it), equal to the regex forms below.
+
 Guarantee: a block whose text is empty after normalization goes to rejects
 (stage `normalize`, reason `empty_text`); every other block passes with its row intact.
 """
 from __future__ import annotations
 
+import threading
+import unicodedata
+
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -30,28 +37,313 @@ _ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
 _SINGLE_QUOTES = "[\u2018\u2019\u201a\u201b\u2032\u00b4`\u2039\u203a]"
 _DOUBLE_QUOTES = "[\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb]"
 _DASHES = "[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d]"
+_WS_RUN = r"[\s\p{Z}]+"
+_NON_ALNUM_RUN = r"[^\p{L}\p{N}]+"
 
 
-def normalize_array(texts: pa.Array) -> pa.Array:
+# --- the definition: regex passes over the whole array -----------------------------------
+
+def _normalize_array_regex(texts):
     a = pc.utf8_normalize(texts, form="NFKC")
     a = pc.replace_substring_regex(a, _ZERO_WIDTH, "")
     a = pc.replace_substring_regex(a, _SINGLE_QUOTES, "'")
     a = pc.replace_substring_regex(a, _DOUBLE_QUOTES, '"')
     a = pc.replace_substring_regex(a, _DASHES, "-")
-    a = pc.replace_substring_regex(a, r"[\s\p{Z}]+", " ")
+    a = pc.replace_substring_regex(a, _WS_RUN, " ")
     return pc.utf8_trim_whitespace(a)
+
+
+def _canonical_array_regex(normalized):
+    a = pc.utf8_lower(normalized)
+    a = pc.replace_substring_regex(a, _NON_ALNUM_RUN, " ")
+    return pc.utf8_trim_whitespace(a)
+
+
+def _fingerprint_array_loop(canonical):
+    digest = xxhash.xxh3_64_hexdigest
+    return pa.array([digest(s.encode("utf-8")) for s in canonical.to_pylist()], pa.string())
+
+
+# --- the fast path: the same results from the UTF-8 bytes -----------------------------------
+# Each regex pass above either maps single characters (done at the few multi-byte characters
+# and back-ticks) or collapses every maximal run of one character class into one space (done
+# with a per-byte class mask). RE2's classes are taken from RE2 itself, one code point at a
+# time, the first time a code point is seen; ASCII classes are fixed (checked in the tests).
+
+_KNOWN, _WS, _NON_ALNUM, _NFKC_INERT = 1, 2, 4, 8
+_CP_FLAGS = np.zeros(0x110000, np.uint8)  # code point -> the bits above, filled on first sight
+_CP_LOCK = threading.Lock()
+_COMPOSE_SECOND: frozenset | None = None
+
+_DELETE = 1  # _REPLACE value: drop the character; other non-zero values: the ASCII byte it becomes
+_REPLACE = np.zeros(0x110000, np.uint8)
+for _chars, _to in ((_ZERO_WIDTH, _DELETE), (_SINGLE_QUOTES, ord("'")), (_DOUBLE_QUOTES, ord('"')),
+                    (_DASHES, ord("-"))):
+    for _c in _chars[1:-1]:
+        if ord(_c) >= 0x80:  # the one ASCII member, the back-tick, is handled on its own
+            _REPLACE[ord(_c)] = _to
+del _chars, _to, _c
+_BACKTICK, _ASCII_WS_CONTROLS = 0x60, (0x09, 0x0A, 0x0C, 0x0D)  # RE2 \s is [\t\n\f\r ]
+_HEX_PAIRS = np.array([ord(h[0]) | ord(h[1]) << 8 for h in (f"{i:02x}" for i in range(256))], "<u2")
+
+
+def _composition_seconds() -> frozenset:
+    """Code points that can combine with the character before them under NFC/NFKC (NFKC_QC=Maybe)."""
+    global _COMPOSE_SECOND
+    if _COMPOSE_SECOND is None:
+        seconds = set(range(0x1100, 0x1200))  # conjoining Hangul jamo compose algorithmically
+        for cp in range(0x110000):
+            d = unicodedata.decomposition(chr(cp))
+            if d and d[0] != "<":
+                parts = d.split()
+                if len(parts) == 2 and unicodedata.normalize("NFC", chr(cp)) == chr(cp):
+                    seconds.add(int(parts[1], 16))
+        _COMPOSE_SECOND = frozenset(seconds)
+    return _COMPOSE_SECOND
+
+
+def _nfkc_inert(c: str, seconds: frozenset) -> bool:
+    """NFKC_QC=Yes and combining class 0 (Python's Unicode data; unassigned: no). A string of only
+    such characters is NFKC already (UAX #15 quick check), in later Unicode versions too (stability
+    policy), and NFKD too if each is its own decomposition, which `_learn` asks Arrow."""
+    return (unicodedata.category(c) not in ("Cn", "Cs", "Co") and unicodedata.combining(c) == 0
+            and ord(c) not in seconds and unicodedata.is_normalized("NFKC", c))
+
+
+def _learn(cps: np.ndarray) -> None:
+    with _CP_LOCK:
+        cps = cps[(_CP_FLAGS[cps] & _KNOWN) == 0]
+        if not cps.size:
+            return
+        chars = [chr(c) for c in cps.tolist()]
+        s = pa.array(chars, pa.string())
+        ws = pc.match_substring_regex(s, _WS_RUN[:-1]).to_numpy(zero_copy_only=False)
+        non_alnum = pc.match_substring_regex(s, _NON_ALNUM_RUN[:-1]).to_numpy(zero_copy_only=False)
+        same = pc.equal(pc.utf8_normalize(s, form="NFKC"), s).to_numpy(zero_copy_only=False)
+        seconds = _composition_seconds()
+        inert = np.array([_nfkc_inert(c, seconds) for c in chars], bool) & same
+        _CP_FLAGS[cps] = _KNOWN | (ws * _WS) | (non_alnum * _NON_ALNUM) | (inert * _NFKC_INERT)
+
+
+def _flags(cp: np.ndarray) -> np.ndarray:
+    f = _CP_FLAGS[cp]
+    unknown = (f & _KNOWN) == 0
+    if unknown.any():
+        _learn(np.unique(cp[unknown]))
+        f = _CP_FLAGS[cp]
+    return f
+
+
+def _fast_ok(arr) -> bool:
+    """A plain (large) string array holding valid UTF-8: the byte-level path applies."""
+    if not isinstance(arr, pa.Array) or arr.type not in (pa.string(), pa.large_string()) or not len(arr):
+        return False
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _view(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes, int64 offsets from 0) of a string array, without copying the bytes."""
+    odt = np.int32 if arr.type == pa.string() else np.int64
+    off = np.frombuffer(arr.buffers()[1], odt, count=len(arr) + 1,
+                        offset=arr.offset * np.dtype(odt).itemsize).astype(np.int64)
+    start, end = int(off[0]), int(off[-1])
+    if end == start:
+        return np.empty(0, np.uint8), off - start
+    return np.frombuffer(arr.buffers()[2], np.uint8, count=end - start, offset=start), off - start
+
+
+def _build(like: pa.Array, data: pa.Buffer, off: np.ndarray) -> pa.Array:
+    odt = np.int32 if like.type == pa.string() else np.int64
+    out = pa.Array.from_buffers(like.type, len(like), [None, pa.py_buffer(off.astype(odt)), data])
+    if like.null_count:
+        out = pc.if_else(like.is_valid(), out, pa.scalar(None, like.type))
+    return out
+
+
+def _decode(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position, code point, byte length) of every multi-byte character (valid UTF-8)."""
+    lead = np.flatnonzero(b >= 0xC0)
+    if not lead.size:
+        return lead, lead, lead
+    last = len(b) - 1
+    b0 = b[lead].astype(np.int32)
+    c1, c2, c3 = (b[np.minimum(lead + k, last)].astype(np.int32) & 0x3F for k in (1, 2, 3))
+    nb = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
+    cp = np.where(nb == 2, ((b0 & 0x1F) << 6) | c1,
+                  np.where(nb == 3, ((b0 & 0x0F) << 12) | (c1 << 6) | c2,
+                           ((b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
+    return lead, cp, nb
+
+
+def _expand(first: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """first[i], first[i] + 1, ..., first[i] + count[i] - 1 for every i, in order."""
+    total = int(count.sum())
+    ends = np.cumsum(count)
+    return np.repeat(first - (ends - count), count) + np.arange(total)
+
+
+def _mark(mask: np.ndarray, lead: np.ndarray, nb: np.ndarray) -> None:
+    """Set mask on every byte of the characters starting at lead (nb bytes each)."""
+    if lead.size:
+        mask[_expand(lead, nb)] = True
+
+
+def _compact(b: np.ndarray, off: np.ndarray, drop: np.ndarray) -> tuple[pa.Buffer, np.ndarray]:
+    """(b without the bytes where `drop` is set, offsets moved to match)."""
+    n = len(b)
+    bits = np.packbits(drop, bitorder="little")
+    words = np.zeros((n >> 6) + 1, "<u8")  # bit j of words[w]: drop[64 * w + j]
+    words.view(np.uint8)[: len(bits)] = bits
+    before = np.zeros(len(words), np.int64)  # dropped bytes before word w
+    np.cumsum(np.bitwise_count(words[:-1]), dtype=np.int64, out=before[1:])
+    w = off >> 6
+    below = (np.uint64(1) << (off & 63).astype(np.uint64)) - np.uint64(1)
+    off = off - before[w] - np.bitwise_count(words[w] & below)
+    keep = pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.invert(bits))])
+    kept = pc.filter(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(b)]), keep)
+    data = kept.buffers()[1]
+    return (pa.py_buffer(b"") if data is None else data.slice(kept.offset, len(kept))), off
+
+
+def _collapse(b: np.ndarray, off: np.ndarray, cls: np.ndarray, dirty: bool, gone: np.ndarray | None = None):
+    """Every maximal run of `cls` bytes inside a row -> one space, after deleting the bytes at
+    `gone` (sorted positions; a run goes on across them). (data, offsets), or None if nothing
+    changes. `dirty`: the bytes differ from the input already, or a `cls` byte may not be a space."""
+    n = len(b)
+    if gone is not None and gone.size:
+        # a deleted byte takes the class of the kept byte before it in its row (none: no class)
+        at_row_start = off[np.searchsorted(off, gone, "right") - 1] == gone
+        first = at_row_start.copy()
+        first[0] = True
+        first[1:] |= gone[1:] != gone[:-1] + 1
+        block = np.cumsum(first) - 1
+        cls[gone] = (cls[np.maximum(gone[first] - 1, 0)] & ~at_row_start[first])[block]
+    drop = np.empty(n, bool)
+    drop[:1] = False
+    np.logical_and(cls[1:], cls[:-1], out=drop[1:])
+    starts = off[:-1]
+    drop[starts[starts < n]] = False  # a run never continues into the next row
+    if gone is not None:
+        drop[gone] = True
+    if not dirty and not drop.any():
+        return None
+    out = np.subtract(np.uint8(0x20), b)  # out = where(cls, space, b), without a branch per byte
+    out *= cls
+    out += b
+    return _compact(out, off, drop)
+
+
+def _normalize_chunk(arr: pa.Array) -> pa.Array:
+    if not _fast_ok(arr):
+        return _normalize_array_regex(arr)
+    b, off = _view(arr)
+    lead, cp, nb = _decode(b)
+    # 1. NFKC, only on rows with a character that is not NFKC-inert (none in pure-ASCII rows)
+    if lead.size:
+        bad = (_flags(cp) & _NFKC_INERT) == 0
+        if bad.any():
+            row = np.searchsorted(off, lead, "right") - 1
+            rows = np.zeros(len(arr), bool)
+            rows[row[bad]] = True
+            mask = pa.array(rows)
+            sub = pc.utf8_normalize(arr.filter(mask), form="NFKC")
+            arr = pc.replace_with_mask(arr, mask, sub)
+            b, new_off = _view(arr)
+            # multi-byte characters: the other rows' moved, the normalized rows' decoded afresh
+            kept = ~rows[row]
+            sub_b, sub_off = _view(sub)
+            sub_lead, sub_cp, sub_nb = _decode(sub_b)
+            sub_row = np.searchsorted(sub_off, sub_lead, "right") - 1
+            at = np.flatnonzero(rows)[sub_row]
+            lead = np.concatenate([lead[kept] + (new_off - off)[row[kept]], new_off[at] + (sub_lead - sub_off[sub_row])])
+            order = np.argsort(lead, kind="stable")
+            lead, cp, nb = lead[order], np.concatenate([cp[kept], sub_cp])[order], np.concatenate([nb[kept], sub_nb])[order]
+            off = new_off
+    # 2. zero-width characters, quotes and dashes: one character -> one byte or none
+    ticks = np.flatnonzero(b == _BACKTICK)
+    to = _REPLACE[cp]
+    mapped = to != 0
+    gone = None
+    if ticks.size or mapped.any():
+        b = b.copy()
+        b[ticks] = ord("'")
+        ml, mt, mn = lead[mapped], to[mapped], nb[mapped]
+        keep1 = mt != _DELETE
+        b[ml[keep1]] = mt[keep1]
+        gone = _expand(np.where(keep1, ml + 1, ml), np.where(keep1, mn - 1, mn))  # deleted in 3.
+        lead, cp, nb = lead[~mapped], cp[~mapped], nb[~mapped]
+    # 3. runs of RE2 [\s\p{Z}] -> one space
+    cls = b == 0x20
+    controls = np.flatnonzero(b < 0x20)
+    controls = controls[np.isin(b[controls], _ASCII_WS_CONTROLS)]
+    cls[controls] = True
+    wide = (_flags(cp) & _WS) != 0
+    _mark(cls, lead[wide], nb[wide])
+    done = _collapse(b, off, cls, dirty=gone is not None or bool(controls.size or wide.any()), gone=gone)
+    return pc.utf8_trim_whitespace(arr if done is None else _build(arr, *done))
+
+
+def _canonical_chunk(arr: pa.Array) -> pa.Array:
+    if not _fast_ok(arr):
+        return _canonical_array_regex(arr)
+    low = pc.utf8_lower(arr)
+    b, off = _view(low)
+    lead, cp, nb = _decode(b)
+    # RE2 [^\p{L}\p{N}]: in ASCII, everything but [0-9A-Za-z]; other characters by their flag
+    x = np.bitwise_or(b, np.uint8(0x20))
+    x -= np.uint8(ord("a"))
+    cls = np.greater(x, 25)
+    np.subtract(b, np.uint8(ord("0")), out=x)
+    flag = x.view(bool)
+    cls &= np.greater(x, 9, out=flag)
+    cls &= np.less(b, 0x80, out=flag)
+    wide = (_flags(cp) & _NON_ALNUM) != 0
+    _mark(cls, lead[wide], nb[wide])
+    return pc.utf8_trim_whitespace(_build(low, *_collapse(b, off, cls, dirty=True)))
+
+
+def normalize_array(texts: pa.Array) -> pa.Array:
+    if isinstance(texts, pa.ChunkedArray):
+        if not texts.num_chunks or texts.type not in (pa.string(), pa.large_string()):
+            return _normalize_array_regex(texts)
+        return pa.chunked_array([_normalize_chunk(c) for c in texts.chunks], type=texts.type)
+    return _normalize_chunk(texts)
 
 
 def canonical_array(normalized: pa.Array) -> pa.Array:
-    a = pc.utf8_lower(normalized)
-    a = pc.replace_substring_regex(a, r"[^\p{L}\p{N}]+", " ")
-    return pc.utf8_trim_whitespace(a)
+    if isinstance(normalized, pa.ChunkedArray):
+        if not normalized.num_chunks or normalized.type not in (pa.string(), pa.large_string()):
+            return _canonical_array_regex(normalized)
+        return pa.chunked_array([_canonical_chunk(c) for c in normalized.chunks], type=normalized.type)
+    return _canonical_chunk(normalized)
+
+
+def _hex16(d: np.ndarray) -> pa.Array:
+    """uint64 digests -> 16-character lower-case hex strings (xxhash's hexdigest: big-endian)."""
+    out = _HEX_PAIRS[d.astype(">u8").view(np.uint8)]  # each byte -> its two hex digits
+    offsets = np.arange(0, 16 * len(d) + 1, 16, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), len(d), [None, pa.py_buffer(offsets), pa.py_buffer(out)])
 
 
 def fingerprint_array(canonical: pa.Array) -> pa.Array:
-    # xxhash per value: Arrow compute has no stable string hash; this loop is ~1M values/s.
-    digest = xxhash.xxh3_64_hexdigest
-    return pa.array([digest(s.encode("utf-8")) for s in canonical.to_pylist()], pa.string())
+    # xxhash per value over the UTF-8 bytes in the Arrow buffer (Arrow compute has no stable
+    # string hash); the hex digits are formed with numpy.
+    chunks = canonical.chunks if isinstance(canonical, pa.ChunkedArray) else [canonical]
+    if canonical.null_count or any(c.type not in (pa.string(), pa.large_string()) for c in chunks):
+        return _fingerprint_array_loop(canonical)
+    digest = xxhash.xxh3_64_intdigest
+    parts = []
+    for c in chunks:
+        if not len(c):
+            continue
+        b, off = _view(c)
+        mv, o = memoryview(b), off.tolist()
+        parts.append(np.fromiter((digest(mv[i:j]) for i, j in zip(o, o[1:])), np.uint64, count=len(c)))
+    return _hex16(np.concatenate(parts) if parts else np.empty(0, np.uint64))
 
 
 def normalize_text(text: str) -> str:
