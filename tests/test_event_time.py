@@ -289,3 +289,32 @@ def test_weekday_rule_on_ruwa_and_batch_agreement() -> None:
         want.append(None if source == "published" else _us(event_time))
     assert got == want
     assert 200 < sum(g is not None for g in got) < len(got) // 2
+
+
+def _arrow_agrees(texts: list, pubs: list[int]) -> list:
+    import pyarrow as pa
+
+    want = resolve_batch(texts, pubs)
+    for chunked in (False, True):
+        col = pa.array(texts, pa.string())
+        if chunked:
+            col = pa.chunked_array([col.slice(0, len(texts) // 2), col.slice(len(texts) // 2)])
+        assert resolve_batch(col, pubs) == want
+    return want
+
+
+def test_arrow_column_prefilter_gives_the_list_results() -> None:
+    """An Arrow column goes through `may_state_day` (RE2) first: same results as the lists."""
+    texts = [t for t, _, _ in CASES] + [
+        None, "MONDAY", "Mondays", "xMonday", "Monday_", "on  Friday", "FRIDAY, MARCH 4", "ﬁrst day",
+        "Straße am Montag, Monday", "Ｍonday", "KELVIN \u212a today", "İstanbul on Friday",
+        "report 2022-03-01", "2022\u201103\u201101", "19\u0669\u0669-03-01 report", "２０２２-03-01", "éMarch 3", "March 3é", "ago", "2 days ago",
+        "Tuesday\u00a0night", "yesterday's vote", "the day before yesterday", "no day here at all"]
+    pubs = [_us(MON)] * len(texts)
+    got = _arrow_agrees(texts, pubs)
+    assert sum(g is not None for g in got) > 40
+    if (DATA / "ruwa" / "RUWA_01.08.23.csv.zip").exists():
+        bench = _tempeval()
+        blocks = bench.ruwa_blocks(bench.ruwa_rows(DATA))
+        got = _arrow_agrees([t for t, _ in blocks], [_us(p) for _, p in blocks])
+        assert 1000 < sum(g is not None for g in got) < len(got) // 2

@@ -106,6 +106,10 @@ from __future__ import annotations
 import datetime
 import re
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 __all__ = ["resolve_event_day", "resolve_event_time", "resolve_batch"]
 
 UTC = datetime.timezone.utc
@@ -192,6 +196,11 @@ _ANCHOR_KIND: dict[str, str] = {
     "ago": "ago",
 }
 _ANCHOR = re.compile(r"\b" + _trie_regex(sorted(_ANCHOR_KIND)) + r"\b")
+# The same pre-filters for a whole Arrow column at once, in RE2 (see `may_state_day`).
+_ANCHOR_RE2 = "(?i)\\b" + _trie_regex(sorted(_ANCHOR_KIND)) + "\\b"
+_ISO_RE2 = r"(?:1[6-9]\p{Nd}\p{Nd}|20\p{Nd}\p{Nd})-(?:0[1-9]|1[0-2])-(?:3[01]|[12]\p{Nd}|0[1-9])"
+# the only characters whose str.lower() holds an ASCII letter: İ -> "i̇", KELVIN SIGN -> "k"
+_LOWER_TO_ASCII = "[\u0130\u212a]"
 _ISO = re.compile(r"(1[6-9]\d\d|20\d\d)-(0[1-9]|1[0-2])-(3[01]|[12]\d|0[1-9])(?!\d)(?!-\d)")
 # Month-day, matched at the month: "february 20", "feb. 28th", "march 3, 2021".
 _MONTH_FIRST = (
@@ -432,14 +441,39 @@ def resolve_event_time(
     return datetime.datetime(d.year, d.month, d.day, tzinfo=UTC), "text"
 
 
-def resolve_batch(texts: list[str], published_us: list[int]) -> list[int | None]:
+def may_state_day(texts) -> np.ndarray:
+    """Rows of an Arrow string column on which the rules can find a day, computed by RE2: a
+    superset of the rows where `_ANCHOR` or `_ISO` matches the lower-cased text. RE2's `\\b`
+    is ASCII-only, so it sees a word boundary wherever Python's Unicode `\\b` does (and more);
+    its case-insensitive match covers `str.lower()` except for the two characters that
+    lower-case to an ASCII letter, whose rows are always taken; `\\p{Nd}` is Python's `\\d`."""
+    hit = pc.or_(pc.match_substring_regex(texts, _ANCHOR_RE2), pc.match_substring_regex(texts, _ISO_RE2))
+    hit = pc.or_(hit, pc.match_substring_regex(texts, _LOWER_TO_ASCII))
+    return hit.fill_null(False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+
+
+def resolve_batch(texts, published_us: list[int]) -> list[int | None]:
     """Vectorised-friendly form for Arrow batches: published_us are UTC epoch microseconds; returns for each
     row the resolved event time in UTC epoch microseconds, or None where no day is stated (caller keeps publication time).
 
     Same rules as :func:`resolve_event_time`: a stated publication day gives the
     publication time itself, any other stated day its 00:00 UTC. A null text or null
-    publication time gives None.
+    publication time gives None. `texts` may be a list or an Arrow string column; for a
+    column, `may_state_day` picks the rows the rules look at (most blocks state no day and
+    never become Python strings).
     """
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        if len(texts) != len(published_us):
+            raise ValueError(
+                f"resolve_batch: {len(texts)} texts but {len(published_us)} publication times"
+            )
+        out: list[int | None] = [None] * len(texts)
+        rows = np.flatnonzero(may_state_day(texts))
+        if len(rows):
+            pubs = [published_us[i] for i in rows.tolist()]
+            for i, r in zip(rows.tolist(), resolve_batch(texts.take(pa.array(rows)).to_pylist(), pubs)):
+                out[i] = r
+        return out
     if len(texts) != len(published_us):
         raise ValueError(
             f"resolve_batch: {len(texts)} texts but {len(published_us)} publication times"

@@ -49,7 +49,7 @@ def resolve_event_times(table: pa.Table, resolver: Resolver | None = None) -> pa
     kept_mask = ~table.column("is_dup").to_numpy(zero_copy_only=False)
     if resolver is not None:
         kept_idx = np.flatnonzero(kept_mask)
-        texts = table.column("text").take(pa.array(kept_idx)).to_pylist()
+        texts = table.column("text").take(pa.array(kept_idx))  # an Arrow column: see resolve_batch
         resolved = resolver(texts, pub_us[kept_idx].tolist())
         for i, r in zip(kept_idx, resolved):
             if r is not None:
