@@ -56,7 +56,10 @@ class UpdateIn(BaseModel):
                 raise ValueError("not an ISO 8601 timestamp") from None
             if parsed.tzinfo is None:
                 raise ValueError("ISO timestamp has no UTC offset")
-            return parsed.astimezone(UTC)
+            try:
+                return parsed.astimezone(UTC)
+            except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+                raise ValueError("timestamp out of range") from None
         raise ValueError("must be ISO 8601 with offset or epoch seconds")
 
     @field_validator("text")
@@ -64,6 +67,16 @@ class UpdateIn(BaseModel):
     def _text(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("text is blank")
+        return v
+
+    @field_validator("article_id", "url", "update_id", "source", "headline", "section")
+    @classmethod
+    def _unicode(cls, v):
+        if v is not None:
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+                raise ValueError("not valid Unicode (lone surrogate)") from None
         return v
 
     @model_validator(mode="after")

@@ -354,3 +354,39 @@ def test_arrow_schema_from_model():
     assert EVENT_SCHEMA.field("event_time").type == pa.timestamp("us", tz="UTC")
     assert EVENT_SCHEMA.field("section").nullable and not EVENT_SCHEMA.field("text").nullable
     assert "event_date" not in EVENT_SCHEMA.names
+
+
+def test_inputs_that_used_to_crash_the_read_become_rejects():
+    """Found while building the fast reader: each of these raised out of the read step."""
+    from transforms.read import ReadPlan, read_jsonl_batch, read_plan_batch
+
+    ok = {"article_id": "a", "text": "fine", "published_at": "2024-03-05T00:00:00Z"}
+    lines = [
+        json.dumps(ok),
+        json.dumps({**ok, "published_at": "0001-01-01T00:00:00+01:00"}),      # OverflowError in astimezone
+        json.dumps({**ok, "published_at": "9999-12-31T23:59:59-01:00"}),
+        json.dumps({"url": "http://[::1", "text": "bad url", "published_at": "2024-03-05T00:00:00Z"}),
+        '{"article_id": "b", "text": "deep", "published_at": "2024-03-05T00:00:00Z", "x": '
+        + "[" * 100_000 + "]" * 100_000 + "}",                                    # RecursionError
+        '{"article_id": "c\\ud800", "text": "lone surrogate", "published_at": "2024-03-05T00:00:00Z"}',
+        '{"article_id": "d", "headline": "\\udfff", "text": "t", "published_at": "2024-03-05T00:00:00Z"}',
+        json.dumps({**ok, "article_id": "e"}),
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    rejects: list = []
+    rows = read_jsonl("f.jsonl", data, 1, rejects)
+    assert [r["article_id"] for r in rows] == ["a", "http://[::1", "e"]
+    assert rows[1]["source"] == "unknown"
+    assert sorted((r["line"], r["reason"]) for r in rejects) == [
+        (2, "invalid_field:published_at"), (3, "invalid_field:published_at"), (5, "invalid_json"),
+        (6, "invalid_field:article_id"), (7, "invalid_field:headline")]
+    fast_rejects: list = []
+    batch = read_jsonl_batch("f.jsonl", data, 1, fast_rejects)
+    assert batch.to_pylist() == pa.RecordBatch.from_pylist(rows, schema=batch.schema).to_pylist()
+    assert sorted(fast_rejects, key=lambda r: r["line"]) == sorted(rejects, key=lambda r: r["line"])
+    # a headline JSON array with a lone surrogate in one title: that item is a reject
+    arr = b'[{"title": "ok", "timestamp": 1646200000, "link": "https://a.example/1"},' \
+          b' {"title": "bad \\ud800", "timestamp": 1646200000, "link": "https://a.example/2"}]'
+    batch, rejects = read_plan_batch(ReadPlan("h.json", "headlines-json", 0, -1, 1), arr)
+    assert batch.column("article_id").to_pylist() == ["https://a.example/1"]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(2, "invalid_unicode")]

@@ -144,7 +144,10 @@ def plan_reads(uri: str, fmt: str, size: int, head: bytes, data_for_lines=None) 
 def _source_of(url: str | None) -> str | None:
     if not url:
         return None
-    host = urlparse(url).hostname or ""
+    try:
+        host = urlparse(url).hostname or ""
+    except ValueError:  # e.g. "http://[::1": no host to name the source by
+        return None
     return host[4:] if host.startswith("www.") else (host or None)
 
 
@@ -236,7 +239,7 @@ def _jsonl_row(uri: str, n: int, s: str, rejects: list) -> dict | None:
         return None
     try:
         obj = json.loads(s)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's limit
         rejects.append(reject(uri, n, "parse", "invalid_json", s))
         return None
     if not isinstance(obj, dict):
@@ -855,7 +858,24 @@ def read_plan_batch(plan: ReadPlan, data: bytes) -> tuple[pa.RecordBatch, list[d
         rejects: list[dict] = []
         return read_jsonl_batch(plan.uri, data, plan.first_line, rejects), rejects
     rows, rejects = read_plan(plan, data)
-    return pa.RecordBatch.from_pylist(rows, schema=UPDATE_SCHEMA), rejects
+    return _rows_batch(rows, rejects), rejects
+
+
+def _rows_batch(rows: list[dict], rejects: list) -> pa.RecordBatch:
+    """The rows as one UPDATE_SCHEMA batch; a row Arrow cannot hold (a string with a lone
+    surrogate, from a JSON escape such as "\\ud800") becomes a reject, not a failed run."""
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=UPDATE_SCHEMA)
+    except (UnicodeEncodeError, pa.ArrowException):
+        good = []
+        for r in rows:
+            try:
+                pa.RecordBatch.from_pylist([r], schema=UPDATE_SCHEMA)
+                good.append(r)
+            except (UnicodeEncodeError, pa.ArrowException):
+                raw = json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()})
+                rejects.append(reject(r["source_uri"], r["line"], "parse", "invalid_unicode", raw))
+        return pa.RecordBatch.from_pylist(good, schema=UPDATE_SCHEMA)
 
 
 def _read_bytes(uri: str, start: int = 0, end: int = -1) -> bytes:
