@@ -29,7 +29,8 @@ For each N given, three steps on one generated feed:
 
 2. Run the pipeline as a subprocess (`python -m pipelines.cli run`, i.e. `newsevents run`),
    timed wall clock, with the resident set size of its whole process tree sampled
-   every 0.2 s (psutil: the peak of each process and the peak of their sum; sums count
+   every 0.2 s (psutil: the peak of each process, which also reads the kernel's high-water
+   mark VmHWM so a spike between samples counts, and the peak of their sum; sums count
    shared pages more than once). The kernel's `ru_maxrss` (largest process of the tree, not
    sampled) is reported too: this run's from os.wait4, and RUSAGE_CHILDREN (all runs so far). Then check the output with DuckDB: events + duplicates +
    rejects rows = blocks in the feed, and sum(mention_count) = events + duplicates.
@@ -448,7 +449,8 @@ def check_output(out: Path, blocks: int) -> dict:
 
 
 class TreeSampler(threading.Thread):
-    """Samples the RSS of a process and all its descendants every `interval` seconds."""
+    """Samples the RSS of a process and all its descendants every `interval` seconds; a
+    process's peak is the larger of its sampled RSS and the kernel's high-water mark (VmHWM)."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
@@ -472,6 +474,19 @@ class TreeSampler(threading.Thread):
                 return cmd[i + 1]
         return os.path.basename(cmd[0]) if cmd else "?"
 
+    @staticmethod
+    def _high_water(pid: int) -> int:
+        """The kernel's peak RSS of the process so far (VmHWM, Linux): catches what rises and
+        falls between two samples. 0 where /proc is not there."""
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
     def sample(self) -> None:
         psutil = self._psutil
         try:
@@ -485,11 +500,12 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 continue
             total += rss
+            peak = max(rss, self._high_water(p.pid))
             prev = self.peaks.get(p.pid)
             if prev is None:
-                self.peaks[p.pid] = (rss, self._label(p))
-            elif rss > prev[0]:
-                self.peaks[p.pid] = (rss, prev[1])
+                self.peaks[p.pid] = (peak, self._label(p))
+            elif peak > prev[0]:
+                self.peaks[p.pid] = (peak, prev[1])
         self.peak_total = max(self.peak_total, total)
         self.samples += 1
 
