@@ -1,4 +1,5 @@
-"""The byte-level normalize path gives exactly what the regex passes give (kept below as the reference).
+"""The byte-level normalize path gives exactly what the reference gives: Python's NFKC per value, then
+the regex passes (kept below, as they were before the fast path).
 
 Compared on constructed edge cases, a seeded fuzz over tricky code points, every code point of the
 Basic Multilingual Plane (and a sample of the others), and real text from ../shared/data."""
@@ -19,11 +20,12 @@ import xxhash
 from schemas.models import BLOCK_SCHEMA, UTC
 from transforms import normalize as N
 from transforms.common import reject
-from transforms.normalize import canonical_array, fingerprint_array, normalize_array, normalize_batch
+from transforms.normalize import (canonical_array, canonical_text, fingerprint, fingerprint_array,
+                                  normalize_array, normalize_batch, normalize_text)
 
 from .conftest import SHARED_DATA, need_shared
 
-# --- the reference: the implementations before the fast path, copied verbatim ------------------
+# --- the reference: Python's NFKC, then the regex passes from before the fast path ------------
 
 _ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
 _SINGLE_QUOTES = "[\u2018\u2019\u201a\u201b\u2032\u00b4`\u2039\u203a]"
@@ -31,8 +33,18 @@ _DOUBLE_QUOTES = "[\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb]"
 _DASHES = "[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d]"
 
 
+def ref_nfkc(texts):
+    """unicodedata.normalize("NFKC", ...) of every value (not Arrow's utf8_normalize, which in
+    pyarrow 25 does not compose: apache/arrow#51225)."""
+    if isinstance(texts, pa.ChunkedArray):
+        return pa.chunked_array([ref_nfkc(c) for c in texts.chunks], type=texts.type)
+    texts.validate(full=True)
+    return pa.array([None if s is None else unicodedata.normalize("NFKC", s) for s in texts.to_pylist()],
+                    texts.type)
+
+
 def ref_normalize_array(texts: pa.Array) -> pa.Array:
-    a = pc.utf8_normalize(texts, form="NFKC")
+    a = ref_nfkc(texts)
     a = pc.replace_substring_regex(a, _ZERO_WIDTH, "")
     a = pc.replace_substring_regex(a, _SINGLE_QUOTES, "'")
     a = pc.replace_substring_regex(a, _DOUBLE_QUOTES, '"')
@@ -216,31 +228,44 @@ def test_ascii_classes_are_re2s():
         _ZERO_WIDTH, _SINGLE_QUOTES, _DOUBLE_QUOTES, _DASHES)
 
 
-def test_nfkc_inert_characters_are_left_alone_by_arrow():
-    # the rows the fast path does not normalize hold only ASCII and code points with the "inert" flag
-    # (NFKC quick check Yes, combining class 0, and unchanged by Arrow alone); strings of them must be
-    # unchanged by Arrow's utf8_normalize, which in pyarrow 25 does not compose (apache/arrow#51225)
+def _inert_chars() -> list:
     cps = np.array([c for c in range(0x110000) if not 0xD800 <= c < 0xE000])
-    inert = [chr(c) for c in cps[(N._flags(cps) & N._NFKC_INERT) != 0].tolist()]
-    assert len(inert) > 100_000 and "\u2019" in inert and "\u0438" in inert and "\u00e9" not in inert
-    rng = random.Random(11)
-    for prefix in ("", "a", "\u0438", "\u0b47", "\u0cc6", "\U00011099", "\u2019", "\u05d0"):
+    return [chr(c) for c in cps[(N._flags(cps) & N._NFKC_INERT) != 0].tolist()]
+
+
+def test_nfkc_inert_characters_are_left_alone_by_python_nfkc():
+    # the rows the fast path does not normalize hold only ASCII and code points with the "inert" flag
+    # (NFKC quick check Yes, combining class 0); any string of them must be NFKC already, also after
+    # starters that compose with a following character
+    inert = _inert_chars()
+    assert inert == [chr(c) for c in range(0x110000)
+                     if not 0xD800 <= c < 0xE000 and N._nfkc_inert(chr(c), N._composition_seconds())]
+    assert len(inert) > 100_000 and "\u2019" in inert and "\u0438" in inert
+    assert "\u00e9" in inert and "\u0457" in inert and "\uac00" in inert  # composed letters are inert
+    assert "\u1100" not in inert  # (all conjoining jamo count as composition seconds: a superset)
+    assert not {"\u0301", "\u0308", "\u0306", "\u1161", "\u11a8", "\u0b3e", "\u3099", "\u05b0"} & set(inert)
+    assert not {"\ufb01", "\uff21", "\u00a0", "\u2026", "\u00b4", "\u2126", "\u0344"} & set(inert)
+    for prefix in ("", "a", "e", "\u0438", "\u0456", "\uac00", "\u0b47", "\u0cc6", "\u09c7", "\u0dd9",
+                   "\u1025", "\u1b05", "\U00011099", "\U00011347", "\u2019", "\u05d0"):
         assert all(c < "\x80" or c in inert for c in prefix)
-        joined = pa.array([prefix + c for c in inert])
-        assert pc.all(pc.equal(pc.utf8_normalize(joined, form="NFKC"), joined)).as_py(), prefix
-    runs = pa.array(["".join(rng.choice(inert) for _ in range(rng.randrange(1, 12))) for _ in range(20000)])
-    assert pc.all(pc.equal(pc.utf8_normalize(runs, form="NFKC"), runs)).as_py()
-
-
-def test_nfkc_inert_is_the_quick_check_of_a_composing_nfkc():
-    # should Arrow's utf8_normalize compose (the fix of apache/arrow#51225), "inert" must still hold:
-    # checked against Python's NFKC, after starters that compose with a following character
-    seconds = N._composition_seconds()
-    inert = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and N._nfkc_inert(chr(c), seconds)]
-    for prefix in ("a", "\u0438", "\uac00", "\u1100", "\u0b47", "\u0cc6", "\u09c7", "\u0dd9", "\u1025",
-                   "\u1b05", "\U00011099", "\U00011347"):
         assert all(unicodedata.is_normalized("NFKC", prefix + c) for c in inert), prefix
-    assert "\u0b3e" not in inert and "\u1161" not in inert and "\u0301" not in inert
+        assert all(unicodedata.is_normalized("NFKC", c + prefix) for c in inert), prefix
+    rng = random.Random(11)
+    for _ in range(20000):
+        run = "".join(rng.choice(inert) for _ in range(rng.randrange(1, 12)))
+        assert unicodedata.normalize("NFKC", run) == run, run
+
+
+def test_composition_seconds_are_not_inert():
+    # independent of how _composition_seconds is built: every character after the first in the
+    # canonical decomposition of a character that NFC keeps (so composes back to) is not inert
+    inert = set(_inert_chars())
+    for cp in range(0x110000):
+        c = chr(cp)
+        if 0xD800 <= cp < 0xE000 or unicodedata.normalize("NFC", c) != c:
+            continue
+        d = unicodedata.normalize("NFD", c)
+        assert not set(d[1:]) & inert, (hex(cp), d)
 
 
 def test_fingerprint_hex_matches_xxhash():
@@ -329,3 +354,67 @@ def test_unicode_version_notes():
     # never skipped (they may be assigned, with decompositions, in Arrow's newer utf8proc)
     assert unicodedata.category("\U0001e030") in ("Cn", "Lm")
     assert not N._nfkc_inert("\u0378", N._composition_seconds())
+
+
+# --- NFKC composes (Python's NFKC, not pyarrow 25's utf8_normalize: apache/arrow#51225) ------
+
+def _norm(texts: list) -> list:
+    return normalize_array(pa.array(texts)).to_pylist()
+
+
+def _canon(texts: list) -> list:
+    return canonical_array(normalize_array(pa.array(texts))).to_pylist()
+
+
+def test_cyrillic_stays_composed():
+    for kyiv in ("Київ", "Ки\u0456\u0308в"):  # composed; decomposed ї (і + combining diaeresis)
+        assert _norm([kyiv]) == ["Київ"] and _norm([kyiv])[0] == "\u041a\u0438\u0457\u0432"
+        assert _canon([kyiv]) == ["київ"]
+        want = xxhash.xxh3_64_hexdigest("київ".encode())
+        assert fingerprint_array(pa.array(_canon([kyiv]))).to_pylist() == [want]
+    assert _norm(["Йо-йо, Ёжик; їжак Її"]) == ["Йо-йо, Ёжик; їжак Її"]
+    # a stress mark on Cyrillic е has no precomposed form: NFKC keeps it as a combining mark
+    assert _norm(["Зе\u0301ленський у Києві"]) == ["Зе\u0301ленський у Києві"]
+    assert _canon(["«Київ»  —  столиця"]) == ["київ столиця"]
+    assert normalize_text("Київ") == "Київ" and canonical_text("Київ") == "київ"
+
+
+def test_latin_accents_compose():
+    assert _canon(["Zürich", "Zu\u0308rich", "ZÜRICH"]) == ["zürich"] * 3
+    assert _norm(["Zu\u0308rich"]) == ["Zürich"]
+    assert _norm(["e\u0301", "caf\u0065\u0301", "naïve  café"]) == ["\u00e9", "caf\u00e9", "naïve café"]
+    assert _norm(["a\u0323\u0302", "a\u0302\u0323"]) == ["\u1ead", "\u1ead"]  # reordered, then composed
+    assert _norm(["\u212b", "\u2126"]) == ["\u00c5", "\u03a9"]  # singletons
+    assert fingerprint("Zürich") == fingerprint("Zu\u0308rich") == xxhash.xxh3_64_hexdigest("zürich".encode())
+
+
+def test_hangul_jamo_compose():
+    assert _norm(["\u1100\u1161", "\u1100\u1161\u11a8", "\uac00\u11a8", "\u1112\u1161\u11ab\u1100\u1173\u11af"]) == [
+        "\uac00", "\uac01", "\uac01", "한글"]
+    assert _canon(["한글 \u1112\u1161\u11ab\u1100\u1173\u11af"]) == ["한글 한글"]
+
+
+def test_compatibility_forms_still_fold():
+    assert _norm(["\ufb01", "\uff21", "ﬁne ﬂow", "ＦＵＬＬ－ｗｉｄｔｈ　１２３", "x²", "½", "№5", "a\u00a0b",
+                  "…"]) == [
+        "fi", "A", "fine flow", "FULL-width 123", "x2", "1\u20442", "No5", "a b", "..."]
+    assert _norm(["ｶﾞ", "ｶ\uff9e"]) == ["ガ", "ガ"]  # half-width kana + voiced mark compose
+    assert _canon(["ＦＵＬＬ－ｗｉｄｔｈ"]) == ["full width"]
+
+
+def test_nfkc_is_idempotent_through_normalize_array():
+    texts = EDGE + fuzz_strings(12, 3000)
+    once = _norm(texts)
+    assert _norm([unicodedata.normalize("NFKC", t) for t in texts]) == once  # NFKC first changes nothing
+    zw = set(_ZERO_WIDTH[1:-1])
+    plain = [t for t in texts if not zw & set(t)]
+    assert _norm(_norm(plain)) == _norm(plain)  # normalizing twice changes nothing (no zero-width characters)
+    for t in _norm(plain):
+        assert unicodedata.is_normalized("NFKC", t), t
+
+
+def test_zero_width_removal_follows_nfkc():
+    # the rules after NFKC are unchanged: a zero-width character removed in step 2 may leave a letter and
+    # a combining mark next to each other, uncomposed
+    assert _norm(["e\u200b\u0301"]) == ["e\u0301"]
+    assert _norm(_norm(["e\u200b\u0301"])) == ["\u00e9"]

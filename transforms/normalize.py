@@ -1,21 +1,27 @@
 """Normalize: block batches -> the same rows with normalized `text` and a `fingerprint`.
 
-Normalization (vectorised with `pyarrow.compute` and numpy, no per-row Python):
-1. Unicode NFKC (full-width letters, ligatures, non-breaking spaces become plain forms), as
-   pyarrow 25 does it: without composing (apache/arrow#51225), so `é` becomes `e` + U+0301;
+Normalization:
+1. Unicode NFKC, as Python's `unicodedata.normalize("NFKC", ...)` (Python's Unicode data):
+   full-width letters, ligatures, super/subscripts, non-breaking spaces become plain forms, and
+   decomposed letters are composed (`e` + U+0301 -> `é`, `і` + U+0308 -> `ї`, Hangul jamo ->
+   syllables). Not Arrow's `utf8_normalize`: in pyarrow 25 it never composes (apache/arrow#51225);
 2. zero-width characters removed; curly/angled quotes become `'` and `"`; the dash family
    (hyphen variants, en and em dash, minus) becomes `-`;
 3. every run of white space becomes one space; leading and trailing space removed.
+Steps 2 and 3 run after NFKC, so a zero-width character between a letter and a combining mark
+(`e` U+200B U+0301) leaves them uncomposed (`e` + U+0301) in the result.
 
 The fingerprint (exact-duplicate key) is xxh3-64 of the canonical form: the normalized text
 lower-cased, with every run of characters that are not letters or digits replaced by one
 space. So re-typed copies — curly vs straight quotes, doubled spaces, a changed dash, a
-different case — share a fingerprint.
+different case, a composed vs decomposed accent — share a fingerprint.
 
 Example: `“Kill list”  claims — denied` -> text `"Kill list" claims - denied`,
-canonical `kill list claims denied`.
+canonical `kill list claims denied`; `Zu\u0308rich` -> text `Zürich`, canonical `zürich`.
 
-Fast path: numpy on the UTF-8 bytes (NFKC only on rows that need it), equal to the regex forms below.
+Fast path: numpy on the UTF-8 bytes, equal to the definitions below (Python NFKC, then the
+regex passes). Python's NFKC runs only on the rows holding a character that is not
+"NFKC-inert" (see `_nfkc_inert`); every other row is NFKC-normalized already.
 
 Guarantee: a block whose text is empty after normalization goes to rejects
 (stage `normalize`, reason `empty_text`); every other block passes with its row intact.
@@ -41,10 +47,21 @@ _WS_RUN = r"[\s\p{Z}]+"
 _NON_ALNUM_RUN = r"[^\p{L}\p{N}]+"
 
 
-# --- the definition: regex passes over the whole array -----------------------------------
+# --- the definition: Python's NFKC per value, then regex passes over the whole array -------
+
+def _nfkc_array(texts):
+    """Python's NFKC of every value of a (chunked) string array; nulls stay null."""
+    if isinstance(texts, pa.ChunkedArray):
+        return pa.chunked_array([_nfkc_array(c) for c in texts.chunks], type=texts.type)
+    if texts.type not in (pa.string(), pa.large_string()):
+        raise pa.ArrowNotImplementedError(f"NFKC of a {texts.type} array: not a string array")
+    texts.validate(full=True)  # invalid UTF-8: ArrowInvalid
+    nfkc = unicodedata.normalize
+    return pa.array([None if s is None else nfkc("NFKC", s) for s in texts.to_pylist()], texts.type)
+
 
 def _normalize_array_regex(texts):
-    a = pc.utf8_normalize(texts, form="NFKC")
+    a = _nfkc_array(texts)
     a = pc.replace_substring_regex(a, _ZERO_WIDTH, "")
     a = pc.replace_substring_regex(a, _SINGLE_QUOTES, "'")
     a = pc.replace_substring_regex(a, _DOUBLE_QUOTES, '"')
@@ -103,9 +120,16 @@ def _composition_seconds() -> frozenset:
 
 
 def _nfkc_inert(c: str, seconds: frozenset) -> bool:
-    """NFKC_QC=Yes and combining class 0 (Python's Unicode data; unassigned: no). A string of only
-    such characters is NFKC already (UAX #15 quick check), in later Unicode versions too (stability
-    policy), and NFKD too if each is its own decomposition, which `_learn` asks Arrow."""
+    """NFKC_QC=Yes and combining class 0, in Python's Unicode data (unassigned, surrogate and
+    private-use code points: counted as not inert, so their rows take the slow, exact way).
+
+    Python's NFKC leaves a string of only such characters (and ASCII, all inert) unchanged: the
+    UAX #15 quick check answers Yes for it, since no character is NFKC_QC=No (a character alone
+    unchanged by NFKC is not No) or Maybe (the composition seconds are excluded: every character
+    that can compose with one before it, Hangul V and T jamo included), and with every combining
+    class 0 there is nothing to reorder. Characters that can compose with one *after* them (`e`,
+    `і`, Hangul LV syllables) are inert: what follows them is then a second, not inert. (All of
+    U+1100..U+11FF counts as seconds, a superset of the V and T jamo.)"""
     return (unicodedata.category(c) not in ("Cn", "Cs", "Co") and unicodedata.combining(c) == 0
             and ord(c) not in seconds and unicodedata.is_normalized("NFKC", c))
 
@@ -119,9 +143,8 @@ def _learn(cps: np.ndarray) -> None:
         s = pa.array(chars, pa.string())
         ws = pc.match_substring_regex(s, _WS_RUN[:-1]).to_numpy(zero_copy_only=False)
         non_alnum = pc.match_substring_regex(s, _NON_ALNUM_RUN[:-1]).to_numpy(zero_copy_only=False)
-        same = pc.equal(pc.utf8_normalize(s, form="NFKC"), s).to_numpy(zero_copy_only=False)
         seconds = _composition_seconds()
-        inert = np.array([_nfkc_inert(c, seconds) for c in chars], bool) & same
+        inert = np.array([_nfkc_inert(c, seconds) for c in chars], bool)
         _CP_FLAGS[cps] = _KNOWN | (ws * _WS) | (non_alnum * _NON_ALNUM) | (inert * _NFKC_INERT)
 
 
@@ -242,27 +265,35 @@ def _normalize_chunk(arr: pa.Array) -> pa.Array:
         return _normalize_array_regex(arr)
     b, off = _view(arr)
     lead, cp, nb = _decode(b)
-    # 1. NFKC, only on rows with a character that is not NFKC-inert (none in pure-ASCII rows)
+    # 1. NFKC (Python's), only on rows with a character that is not NFKC-inert (none in ASCII)
     if lead.size:
         bad = (_flags(cp) & _NFKC_INERT) == 0
         if bad.any():
             row = np.searchsorted(off, lead, "right") - 1
-            rows = np.zeros(len(arr), bool)
-            rows[row[bad]] = True
-            mask = pa.array(rows)
-            sub = pc.utf8_normalize(arr.filter(mask), form="NFKC")
-            arr = pc.replace_with_mask(arr, mask, sub)
-            b, new_off = _view(arr)
-            # multi-byte characters: the other rows' moved, the normalized rows' decoded afresh
-            kept = ~rows[row]
-            sub_b, sub_off = _view(sub)
-            sub_lead, sub_cp, sub_nb = _decode(sub_b)
-            sub_row = np.searchsorted(sub_off, sub_lead, "right") - 1
-            at = np.flatnonzero(rows)[sub_row]
-            lead = np.concatenate([lead[kept] + (new_off - off)[row[kept]], new_off[at] + (sub_lead - sub_off[sub_row])])
-            order = np.argsort(lead, kind="stable")
-            lead, cp, nb = lead[order], np.concatenate([cp[kept], sub_cp])[order], np.concatenate([nb[kept], sub_nb])[order]
-            off = new_off
+            cand = np.unique(row[bad])
+            nfkc = unicodedata.normalize
+            changed, subs = [], []
+            for i, t in zip(cand.tolist(), arr.take(pa.array(cand)).to_pylist()):
+                n = None if t is None else nfkc("NFKC", t)
+                if n is None or n != t:  # (a null row is replaced too: no stray bytes stay)
+                    changed.append(i)
+                    subs.append(n)
+            if changed:
+                rows = np.zeros(len(arr), bool)
+                rows[changed] = True
+                sub = pa.array(subs, arr.type)
+                arr = pc.replace_with_mask(arr, pa.array(rows), sub)
+                b, new_off = _view(arr)
+                # multi-byte characters: the other rows' moved, the normalized rows' decoded afresh
+                kept = ~rows[row]
+                sub_b, sub_off = _view(sub)
+                sub_lead, sub_cp, sub_nb = _decode(sub_b)
+                sub_row = np.searchsorted(sub_off, sub_lead, "right") - 1
+                at = np.flatnonzero(rows)[sub_row]
+                lead = np.concatenate([lead[kept] + (new_off - off)[row[kept]], new_off[at] + (sub_lead - sub_off[sub_row])])
+                order = np.argsort(lead, kind="stable")
+                lead, cp, nb = lead[order], np.concatenate([cp[kept], sub_cp])[order], np.concatenate([nb[kept], sub_nb])[order]
+                off = new_off
     # 2. zero-width characters, quotes and dashes: one character -> one byte or none
     ticks = np.flatnonzero(b == _BACKTICK)
     to = _REPLACE[cp]
