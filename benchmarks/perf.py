@@ -32,7 +32,11 @@ For each N given, three steps on one generated feed:
    every 0.2 s (psutil: the peak of each process, which also reads the kernel's high-water
    mark VmHWM so a spike between samples counts, and the peak of their sum; sums count
    shared pages more than once). The kernel's `ru_maxrss` (largest process of the tree, not
-   sampled) is reported too: this run's from os.wait4, and RUSAGE_CHILDREN (all runs so far). Then check the output with DuckDB: events + duplicates +
+   sampled) is reported too: this run's from os.wait4, and RUSAGE_CHILDREN (all runs so far).
+   Both are upper bounds only: Linux keeps a process's high-water mark across `execve`, so
+   the pipeline process starts with the RSS this script had when it forked it (after an
+   earlier DuckDB baseline, gigabytes). The per-process peaks (sampled RSS and VmHWM, which
+   execve resets) are the figures to read. Then check the output with DuckDB: events + duplicates +
    rejects rows = blocks in the feed, and sum(mention_count) = events + duplicates.
 
 3. The DuckDB baseline on the same feed, in-process, default threads, timed end to end:
@@ -622,7 +626,8 @@ def bench(n: int, args, workdir: Path, pool_cache: dict) -> dict:
             print(f"  ... {len(run['per_process']) - 8} more processes")
         print(f"  peak RSS of the tree (sum) {run['peak_rss_total'] / MB:.1f} MB over {run['samples']} samples; "
               f"ru_maxrss: this run {run['ru_maxrss_run'] / MB:.1f} MB, RUSAGE_CHILDREN "
-              f"{run['ru_maxrss_children'] / MB:.1f} MB", flush=True)
+              f"{run['ru_maxrss_children'] / MB:.1f} MB (upper bounds: they include this "
+              f"script's own RSS when it started the run)", flush=True)
         check = check_output(out, blocks)
         if "error" in check:
             print(f"check FAILED: cannot read the output: {check['error']}")
