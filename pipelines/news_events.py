@@ -173,16 +173,17 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
     files = expand_inputs(patterns)
+    input_bytes = sum(size for _, size in files)
     every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
-    try:  # the steps check their own configuration; here their message becomes a usage error
-        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
-        reader = ReadUpdates(opts.format, len(files), sum(size for _, size in files), every)
-        shards = opts.shards if opts.shards is not None else auto_shards(sum(size for _, size in files))
-        DedupSnapshots(shards)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     token = opts.run_token or uuid.uuid4().hex
     spill = spill_folder(options, token)
+    try:  # the steps check their own configuration; here their message becomes a usage error
+        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
+        reader = ReadUpdates(opts.format, len(files), input_bytes, every)
+        shards = opts.shards if opts.shards is not None else auto_shards(input_bytes)
+        snapshots = DedupSnapshots(shards, spill=spill)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
     read = p | "Files" >> beam.Create(files) | "Read" >> reader
     updates = read["updates"]
@@ -194,7 +195,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     new = normalized["blocks"] | "MarkNew" >> beam.Map(for_snapshots, False)
     touched = new | "TouchedArticles" >> TouchedArticles(root)
     prior = touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(root)
-    marked = (new, prior) | "DedupSnapshots" >> DedupSnapshots(shards, spill=spill)
+    marked = (new, prior) | "DedupSnapshots" >> snapshots
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming
@@ -219,7 +220,7 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
     committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token, [uri for uri, _ in files])
     return {"parts": parts, "rejects": rejects, "committed": committed, "spill": spill,
-            "input_bytes": sum(size for _, size in files)}
+            "input_bytes": input_bytes}
 
 
 # Input bytes per snapshot shard by default: a shard group then holds ~50k blocks, so a
@@ -237,7 +238,9 @@ def rebatch(batch, rows: int):
         yield batch.slice(start, rows)
 
 
-DIRECT_RUNNERS = ("directrunner", "direct", "switchingdirectrunner", "bundlebaseddirectrunner", "localrunner")
+# names that mean Beam's DirectRunner (which tries Prism first), and all local engines
+DIRECT_RUNNER_NAMES = ("directrunner", "direct", "switchingdirectrunner")
+LOCAL_RUNNER_NAMES = DIRECT_RUNNER_NAMES + ("bundlebaseddirectrunner", "localrunner")
 
 
 def spill_folder(options: PipelineOptions, token: str) -> str | None:
@@ -245,7 +248,7 @@ def spill_folder(options: PipelineOptions, token: str) -> str | None:
     opts = options.view_as(NewsEventsOptions)
     runner = options.view_as(StandardOptions).runner
     name = (runner if isinstance(runner, str) else type(runner).__name__ if runner else "direct")
-    local = name.rsplit(".", 1)[-1].lower() in DIRECT_RUNNERS
+    local = name.rsplit(".", 1)[-1].lower() in LOCAL_RUNNER_NAMES
     if opts.spill == "off" or (opts.spill == "auto" and not local):
         return None
     if opts.spill_dir:
@@ -262,7 +265,7 @@ LOCAL_RUNNER = "runners.direct.LocalRunner"
 def pipeline_options(argv: list[str]) -> PipelineOptions:
     options = PipelineOptions(argv)
     std = options.view_as(StandardOptions)
-    if not std.runner or std.runner.lower() in ("directrunner", "direct", "switchingdirectrunner"):
+    if not std.runner or std.runner.lower() in DIRECT_RUNNER_NAMES:
         # Beam's DirectRunner first tries Prism, downloading it; LocalRunner is DirectRunner's own
         # local engines without that attempt
         std.runner = LOCAL_RUNNER

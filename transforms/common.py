@@ -29,6 +29,12 @@ def shard_of(key: str, shards: int) -> int:
     return xxhash.xxh3_64_intdigest(key.encode("utf-8")) % shards
 
 
+def concat_as_first(tables: list[pa.Table]) -> pa.Table:
+    """One table from tables whose schemas may differ in details (nullability, metadata):
+    each is cast to the first one's schema."""
+    return concat([t.cast(tables[0].schema) for t in tables])
+
+
 def concat(tables) -> pa.Table:
     """One table from RecordBatches/Tables of the same schema."""
     parts = [t if isinstance(t, pa.Table) else pa.Table.from_batches([t]) for t in tables]

@@ -36,10 +36,10 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
-from transforms.common import concat, shard_of, stable_hash
+from transforms.common import concat, concat_as_first, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 from transforms.sink import STAGED
-from transforms.spill import tables_of, write_groups
+from transforms.spill import key_groups, tables_of
 from transforms.state import index_rows
 
 DEFAULT_SHARDS = 16
@@ -90,11 +90,7 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
 def _key_by_shard(batch, shards: int, spill: str | None = None) -> Iterable[tuple[int, object]]:
     t = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     keys = np.fromiter((shard_of(a, shards) for a in t.column("article_id").to_pylist()), np.int64, t.num_rows)
-    if spill:
-        yield from write_groups(spill, t, keys)
-        return
-    for k in np.unique(keys):
-        yield int(k), t.filter(pa.array(keys == k))
+    return key_groups(t, keys, spill)
 
 
 class DedupSnapshots(beam.PTransform):
@@ -117,12 +113,8 @@ class DedupSnapshots(beam.PTransform):
         return (
             (keyed | "KeyedInputs" >> beam.Flatten() if len(keyed) > 1 else keyed[0])
             | "GroupArticles" >> beam.GroupByKey()
-            | "MarkRepeats" >> beam.MapTuple(lambda _, items: dedup_snapshots(_same_schema(tables_of(items))))
+            | "MarkRepeats" >> beam.MapTuple(lambda _, items: dedup_snapshots(concat_as_first(tables_of(items))))
         )
-
-
-def _same_schema(tables: list[pa.Table]) -> pa.Table:
-    return concat([t.cast(tables[0].schema) for t in tables])
 
 
 NearFn = Callable[[pa.ChunkedArray], "tuple[np.ndarray, np.ndarray]"]
@@ -260,7 +252,7 @@ class _DedupDayFn(beam.DoFn):
                 exclude |= set(fresh.column("article_id").to_pylist())
             old = self._prior.untouched(day_str, exclude)
             pieces = [x for x in (fresh, old) if x is not None]
-            table = concat([x.cast(pieces[0].schema) for x in pieces]) if pieces else None
+            table = concat_as_first(pieces) if pieces else None
         if table is None:
             table = tables[0] if tables else None
         out = dedup_day(day, table, self._near)

@@ -28,6 +28,7 @@ Every step accepts both forms (`tables_of`): with spilling off, the same code se
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from typing import Iterable, NamedTuple
 
@@ -78,6 +79,16 @@ def write_groups(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[o
     return out
 
 
+def key_groups(table: pa.Table, keys: np.ndarray, folder: str | None) -> Iterable[tuple[object, object]]:
+    """(key, rows of that key) per distinct key, keys ascending: the rows as a spill reference
+    when there is a spill `folder`, else as a table (what goes into a shuffle either way)."""
+    if folder:
+        yield from write_groups(folder, table, keys)
+        return
+    for k in np.unique(keys):
+        yield k.item(), table.filter(pa.array(keys == k))
+
+
 def _open_sink(path: str):
     if _is_local(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -118,8 +129,6 @@ def remove(folder: str) -> None:
     if not folder:
         return
     if _is_local(folder):
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
         return
     try:

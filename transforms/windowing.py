@@ -34,7 +34,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.common import concat, reject
-from transforms.spill import tables_of, write_groups
+from transforms.spill import key_groups, tables_of
 
 DAY_SECONDS = 86400
 Resolver = Callable[[list[str], list[int]], list]
@@ -78,13 +78,8 @@ def split_by_day(table: pa.Table, spill: str | None = None):
     part's `transforms.spill.SpillRef`."""
     days = pc.cast(pc.cast(table.column("event_time"), pa.timestamp("us")), pa.date32())
     day_num = pc.cast(days, pa.int32()).to_numpy(zero_copy_only=False)
-    if spill:
-        for d, ref in write_groups(spill, table, day_num):
-            yield (dt.date(1970, 1, 1) + dt.timedelta(days=int(d))).isoformat(), int(d) * DAY_SECONDS, ref
-        return
-    for d in np.unique(day_num):
-        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
-        yield day.isoformat(), int(d) * DAY_SECONDS, table.filter(pa.array(day_num == d))
+    for d, part in key_groups(table, day_num, spill):
+        yield (dt.date(1970, 1, 1) + dt.timedelta(days=d)).isoformat(), d * DAY_SECONDS, part
 
 
 LATE = "late"
