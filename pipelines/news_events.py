@@ -263,7 +263,12 @@ LOCAL_RUNNER = "runners.direct.LocalRunner"
 
 
 def pipeline_options(argv: list[str]) -> PipelineOptions:
-    options = PipelineOptions(argv)
+    given = {a.split("=", 1)[0] for a in argv}
+    # Beam parses each options view with only that view's flags and argparse's prefix matching, so
+    # `--output DIR` would also set PortableOptions' `--output_executable_path` (the Flink and
+    # Spark job servers then write a jar to DIR). A value preset here is one no view overwrites.
+    preset = {} if "--output_executable_path" in given else {"output_executable_path": None}
+    options = PipelineOptions(argv, **preset)
     std = options.view_as(StandardOptions)
     if not std.runner or std.runner.lower() in DIRECT_RUNNER_NAMES:
         # Beam's DirectRunner first tries Prism, downloading it; LocalRunner is DirectRunner's own

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-boto3 = pytest.importorskip("boto3", reason="boto3 not installed: pip install 'apache-beam[aws]==2.77.0'")
+boto3 = pytest.importorskip("boto3", reason="boto3 not installed: pip install 'apache-beam[aws]==2.62.0'")
 moto_server = pytest.importorskip("moto.server", reason="moto not installed: pip install 'moto[server]'")
 
 import pyarrow as pa  # noqa: E402

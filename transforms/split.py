@@ -401,7 +401,10 @@ def split_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     feed, feed_parent = _split_feed(batch.take(pa.array(feed_idx)))
     articles, article_parent = _split_by_rows(batch.take(pa.array(text_idx)))
     parent = np.concatenate([feed_idx[feed_parent], text_idx[article_parent]])
-    return pa.concat_batches([feed, articles]).take(pa.array(np.argsort(parent, kind="stable")))
+    both = pa.RecordBatch.from_arrays(
+        [pa.concat_arrays([feed.column(i), articles.column(i)]) for i in range(feed.num_columns)], schema=feed.schema
+    )
+    return both.take(pa.array(np.argsort(parent, kind="stable")))
 
 
 class SplitEvents(beam.PTransform):
