@@ -6,13 +6,21 @@
 
 Exit status: 0 when the run succeeded (rejects included); 2 with one line on stderr for
 unusable arguments, a missing input or an unwritable output location; 75 when another run
-holds the output (try again later); 1 for a failed run.
+holds the output (try again later); 1 for a failed run, with one line saying where it failed
+(the job server did not start, an SDK worker could not be reached or died, the engine failed
+the job) after the engine's own log lines.
 """
 from __future__ import annotations
 
+import collections
 import logging
+import os
+import re
 import sys
+import tempfile
+import threading
 
+_default_excepthook = threading.excepthook
 USAGE = __doc__.split("\n\n")[1]
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output; a scheduler may retry
 
@@ -30,6 +38,7 @@ def _run(argv: list[str]) -> int:
         return _error("--input is required")
     if not any(a == "--output" or a.startswith("--output=") for a in argv):
         return _error("--output is required")
+    job_server = _JobServerLog()
     try:
         result = run(argv)
         print(summary(result, pipeline_options(argv).view_as(NewsEventsOptions).output))
@@ -39,7 +48,75 @@ def _run(argv: list[str]) -> int:
         return _error(str(e), EXIT_LOCKED)
     except SystemExit as e:  # argparse inside Beam's options parser
         return int(e.code or 0) if e.code not in (None, 0) else 0
+    except Exception as e:  # the run failed: one line that says where, the details in the log above
+        logging.getLogger(__name__).debug("run failed", exc_info=True)
+        return _error(explain_failure(e, job_server), 1)
+    finally:
+        job_server.close()
     return 0
+
+
+class _JobServerLog(logging.Handler):
+    """The output of a job server Beam starts (Flink, Spark: `java -jar ...`), which Beam logs
+    line by line at INFO: kept in a file and its last lines in memory, off the console."""
+
+    LOGGER = "apache_beam.utils.subprocess_server"
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.path: str | None = None
+        self._file = None
+        self._logger = logging.getLogger(self.LOGGER)
+        self._saved = (self._logger.level, self._logger.propagate)
+        self._logger.setLevel(logging.INFO)
+        self._logger.propagate = False
+        self._logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        self.tail.append(line.splitlines()[0] if line else line)
+        if self._file is None:
+            fd, self.path = tempfile.mkstemp(prefix="newsevents-job-server-", suffix=".log")
+            self._file = os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+        self._file.write(line + "\n")
+        if record.exc_info:
+            self._file.write(logging.Formatter().formatException(record.exc_info) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
+        if self._file is not None:
+            self._file.close()
+        super().close()
+
+
+# a line of a JVM's output that says what went wrong (not a stack frame, not Flink's INFO chatter)
+_JAVA_ERROR = re.compile(r"(^Error|Exception|ERROR|Caused by|[Cc]ould not|[Ff]ailed|[Uu]nable)")
+
+
+def explain_failure(exc: BaseException, job_server: _JobServerLog) -> str:
+    """One line for a failed run: where it failed (job server, SDK worker, engine) and why."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    log = f" (job server log: {job_server.path})" if job_server.path else ""
+    started = re.match(r"Service failed to start up with error (-?\d+)", msg)
+    if started:
+        said = [ln for ln in job_server.tail if _JAVA_ERROR.search(ln) and not ln.lstrip().startswith("at ")
+                and "Started job service with" not in ln and "Error bringing up service" not in ln]
+        why = f": {said[-1].strip()}" if said else ""
+        return f"the job server did not start (java exited with status {started.group(1)}){why}{log}"
+    failed = re.match(r"Pipeline \S+ failed in state (\w+): (.*)", msg)
+    if failed:
+        state, why = failed.groups()
+        if re.search(r"ConnectException|Connection refused|SDK harness|worker", why, re.I):
+            return f"the job {state.lower()} on the engine: an SDK worker could not be reached or died: {why}{log}"
+        return f"the job {state.lower()} on the engine: {why}{log}"
+    jar = re.match(r'Unable to parse jar URL "([^"]+)"', msg)
+    if jar:  # Beam's words for a --flink_job_server_jar / --spark_job_server_jar that does not exist
+        return f"job server jar not found: {jar.group(1)}"
+    return f"the run failed: {type(exc).__name__}: {msg}{log}"
 
 
 def _sql(argv: list[str]) -> int:
@@ -55,12 +132,23 @@ def _sql(argv: list[str]) -> int:
 
 
 def _quiet_optional_clients(record: logging.LogRecord) -> bool:
-    # Beam warns at import that Google Cloud clients are absent; they are optional here.
-    return "apitools not found" not in record.getMessage()
+    # Beam warns at import that Google Cloud clients are absent; they are optional here. And it
+    # warns while a job server it started is still booting (a JVM takes seconds): not a problem.
+    message = record.getMessage()
+    return "apitools not found" not in message and not message.startswith("Waiting for grpc channel")
+
+
+def _quiet_closed_channels(args) -> None:
+    # Beam's job-server client leaves a gRPC thread that reports, as a traceback, the channel that
+    # Beam itself closed when the job server failed to start; the one-line error says what happened.
+    if isinstance(args.exc_value, ValueError) and "Channel closed" in str(args.exc_value):
+        return
+    _default_excepthook(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    threading.excepthook = _quiet_closed_channels
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().addFilter(_quiet_optional_clients)
     if not argv or argv[0] in ("-h", "--help", "help"):

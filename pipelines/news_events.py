@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -151,8 +152,27 @@ def check_output(root: str) -> None:
         raise UsageError(f"cannot write output location {root}: {reason}") from None
 
 
-def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
-    """Wire the steps. Returns the named PCollections (events/duplicates/quality parts, rejects)."""
+@dataclass(frozen=True)
+class Plan:
+    """What preflight decided before anything is wired: the steps only read it."""
+
+    files: list  # (uri, size) of every input file
+    input_bytes: int
+    token: str  # this run's id: staging and spill folder names
+    spill: str | None  # folder the big shuffles spill to, or None (the runner's own shuffle)
+    lateness: int  # allowed lateness in seconds
+    steps: dict  # the configured composites: near, reader, snapshots
+
+
+def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
+    """Check the arguments, list the inputs and choose the run's policies, before any wiring.
+
+    The policies are the launcher's, decided here once: spill the big shuffles to files
+    (`--spill auto` = on with Beam's DirectRunner, whose shuffles live in memory, off with every
+    other runner, whose workers may not share a disk) and, on the DirectRunner, one worker
+    process per core for big inputs (`choose_local_workers`). Options are set here, before the
+    Pipeline takes its copy; nothing changes them after the pipeline is built.
+    """
     opts = options.view_as(NewsEventsOptions)
     patterns = [x for group in (opts.input or []) for x in group]
     if not patterns:
@@ -178,12 +198,28 @@ def build(p: beam.Pipeline, options: PipelineOptions) -> dict:
     token = opts.run_token or uuid.uuid4().hex
     spill = spill_folder(options, token)
     try:  # the steps check their own configuration; here their message becomes a usage error
-        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
-        reader = ReadUpdates(opts.format, len(files), input_bytes, every)
-        shards = opts.shards if opts.shards is not None else auto_shards(input_bytes)
-        snapshots = DedupSnapshots(shards, spill=spill)
+        steps = {
+            "near": NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None,
+            "reader": ReadUpdates(opts.format, len(files), input_bytes, every),
+            "snapshots": DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes),
+                                        spill=spill),
+        }
     except ValueError as e:
         raise UsageError(str(e)) from None
+    choose_local_workers(options, list(argv or []), input_bytes)
+    return Plan(files, input_bytes, token, spill, lateness, steps)
+
+
+def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) -> dict:
+    """Wire the steps. Returns the named PCollections (events/duplicates/quality parts, rejects).
+
+    `plan` is what `preflight(options)` decided; without one, build runs preflight itself
+    (then on the Pipeline's own copy of the options, which it must not change: pass a plan).
+    """
+    plan = plan or preflight(options)
+    opts = options.view_as(NewsEventsOptions)
+    files, input_bytes, token, spill, lateness = plan.files, plan.input_bytes, plan.token, plan.spill, plan.lateness
+    near, reader, snapshots = plan.steps["near"], plan.steps["reader"], plan.steps["snapshots"]
 
     read = p | "Files" >> beam.Create(files) | "Read" >> reader
     updates = read["updates"]
@@ -238,18 +274,25 @@ def rebatch(batch, rows: int):
         yield batch.slice(start, rows)
 
 
-# names that mean Beam's DirectRunner (which tries Prism first), and all local engines
-DIRECT_RUNNER_NAMES = ("directrunner", "direct", "switchingdirectrunner")
-LOCAL_RUNNER_NAMES = DIRECT_RUNNER_NAMES + ("bundlebaseddirectrunner", "localrunner")
+# Beam's DirectRunner, under the names a user may give it: the local engine, whose shuffles
+# live in this process's memory. Only the launcher (this module) looks at the runner.
+DIRECT_RUNNER_NAMES = ("directrunner", "direct", "switchingdirectrunner", "bundlebaseddirectrunner")
+
+
+def is_direct_runner(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__ if runner else "DirectRunner"
+    return name.rsplit(".", 1)[-1].lower() in DIRECT_RUNNER_NAMES
 
 
 def spill_folder(options: PipelineOptions, token: str) -> str | None:
-    """Where this run spills its shuffles (`transforms.spill`), or None when it does not."""
+    """Where this run spills its shuffles (`transforms.spill`), or None when it does not.
+
+    `--spill auto` is on with the DirectRunner only: its shuffles are held in memory, and its
+    workers share this machine's disk. Flink, Spark and Dataflow shuffle (and spill) themselves,
+    and their workers need not see one disk."""
     opts = options.view_as(NewsEventsOptions)
-    runner = options.view_as(StandardOptions).runner
-    name = (runner if isinstance(runner, str) else type(runner).__name__ if runner else "direct")
-    local = name.rsplit(".", 1)[-1].lower() in LOCAL_RUNNER_NAMES
-    if opts.spill == "off" or (opts.spill == "auto" and not local):
+    if opts.spill == "off" or (opts.spill == "auto" and not is_direct_runner(options)):
         return None
     if opts.spill_dir:
         return join(opts.spill_dir.rstrip("/"), token)
@@ -259,22 +302,13 @@ def spill_folder(options: PipelineOptions, token: str) -> str | None:
     return join(root, STAGING, token, "spill")
 
 
-LOCAL_RUNNER = "runners.direct.LocalRunner"
-
-
 def pipeline_options(argv: list[str]) -> PipelineOptions:
     given = {a.split("=", 1)[0] for a in argv}
     # Beam parses each options view with only that view's flags and argparse's prefix matching, so
     # `--output DIR` would also set PortableOptions' `--output_executable_path` (the Flink and
     # Spark job servers then write a jar to DIR). A value preset here is one no view overwrites.
     preset = {} if "--output_executable_path" in given else {"output_executable_path": None}
-    options = PipelineOptions(argv, **preset)
-    std = options.view_as(StandardOptions)
-    if not std.runner or std.runner.lower() in DIRECT_RUNNER_NAMES:
-        # Beam's DirectRunner first tries Prism, downloading it; LocalRunner is DirectRunner's own
-        # local engines without that attempt
-        std.runner = LOCAL_RUNNER
-    return options
+    return PipelineOptions(argv, **preset)
 
 
 # Below this much input, starting worker processes (about 2 s each) costs more than they save.
@@ -282,15 +316,14 @@ AUTO_WORKERS_BYTES = 32 << 20
 
 
 def choose_local_workers(options: PipelineOptions, argv: list[str], input_bytes: int) -> int:
-    """`--direct_num_workers` where it pays: with the local runner and neither
+    """`--direct_num_workers` where it pays: with the DirectRunner and neither
     `--direct_num_workers` nor `--direct_running_mode` given, an input of AUTO_WORKERS_BYTES
     or more runs on one worker process per core (`multi_processing`: Python computes on one
     core per process). Returns the number of workers the run gets."""
     direct = options.view_as(DirectOptions)
-    runner = options.view_as(StandardOptions).runner
     given = any(a.split("=", 1)[0] in ("--direct_num_workers", "--direct_running_mode") for a in argv)
     cores = os.cpu_count() or 1
-    if given or runner != LOCAL_RUNNER or input_bytes < AUTO_WORKERS_BYTES or cores < 2:
+    if given or not is_direct_runner(options) or input_bytes < AUTO_WORKERS_BYTES or cores < 2:
         return direct.direct_num_workers or 1
     direct.direct_num_workers = cores
     direct.direct_running_mode = "multi_processing"
@@ -307,16 +340,16 @@ def run(argv: list[str] | None = None):
     opts = options.view_as(NewsEventsOptions)
     if opts.output:
         check_output(opts.output)
+    plan = preflight(options, argv)
     p = beam.Pipeline(options=options)
-    built = build(p, options)
-    choose_local_workers(p.options, argv, built["input_bytes"])  # the Pipeline holds a copy of the options
+    build(p, options, plan)
     with OutputLock(opts.output):
         recover(opts.output)  # finish or discard what a killed run left
         try:
             result = p.run()
             result.wait_until_finish()
         finally:
-            remove_spill(built["spill"])  # a local output's commit already removed it with the staging folder
+            remove_spill(plan.spill)  # a local output's commit already removed it with the staging folder
     return result
 
 

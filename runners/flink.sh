@@ -1,69 +1,55 @@
 #!/usr/bin/env bash
-# newsevents on an Apache Flink cluster with Beam's FlinkRunner (portable: Python SDK workers
-# beside the TaskManagers). Read runners/flink.md first.
+# newsevents on Apache Flink through Beam's FlinkRunner and its Flink job server. Read runners/flink.md.
 #
-#   FLINK_MASTER=jobmanager:8081 runners/flink.sh s3://in/bucket/** s3://out/bucket/news [options...]
+#   FLINK_MASTER='[local]' runners/flink.sh INPUT OUTPUT [options...]      # embedded Flink, this machine
+#   FLINK_MASTER=jobmanager:8081 runners/flink.sh s3://in/** s3://out/news [options...]
 #
 # Settings (environment variables):
-#   FLINK_MASTER        REST address of the JobManager, host:8081 (required)
-#   FLINK_VERSION       the cluster's Flink major.minor (Beam 2.77: 1.19 1.20 2.0 2.1 2.2; Beam's default 2.2)
-#   ENVIRONMENT_TYPE    EXTERNAL (default), DOCKER or PROCESS: how the SDK workers are provided
-#   ENVIRONMENT_CONFIG  EXTERNAL: worker pool address as seen from a TaskManager (default localhost:50000)
-#                       DOCKER:   the SDK worker image (runners/worker.Dockerfile)
-#                       PROCESS:  {"command": "/opt/apache/beam/boot"} (boot installed on every TaskManager)
-#   PARALLELISM         --parallelism (default: the cluster's default)
-#   STAGE               setup (default): build an sdist of this project (pyproject.toml) and stage it;
-#                       none: the workers' image already holds the project; or a wheel/sdist path to stage
-#   JOB_SERVER_JAR      a local beam-runners-flink-<version>-job-server-2.77.0.jar; without it Beam
-#                       downloads the jar from Maven Central at run time (Java 11+ needed here)
-#   JOB_ENDPOINT        host:8099 of a Beam Flink job server already running (its Docker image):
-#                       then PortableRunner is used and nothing is downloaded here
+#   FLINK_MASTER        [local]: an embedded Flink cluster in the job server's JVM (parallelism
+#                       PARALLELISM, default 2); host:8081: a Flink 1.19 cluster's JobManager (REST)
+#   JOB_SERVER_JAR      the job server's jar; default: runners/jobserver.sh flink (Beam's Flink 1.19
+#                       job server of the SDK's Beam version, fetched with Maven on first use)
+#   JOB_ENDPOINT        host:8099 of a Beam Flink job server you run yourself: PortableRunner is used
+#   ENVIRONMENT_TYPE    LOOPBACK (default with [local]), EXTERNAL (default otherwise), DOCKER, PROCESS
+#   ENVIRONMENT_CONFIG  EXTERNAL: worker pool address as seen from a TaskManager (default with [local]:
+#                       a pool this script starts; otherwise localhost:50000); DOCKER: the SDK image;
+#                       PROCESS: {"command": "/opt/apache/beam/boot"}
+#   WORKERS             EXTERNAL: SDK worker processes per TaskManager (--sdk_worker_parallelism)
+#   PARALLELISM         --parallelism (default 2 with [local], else the cluster's default)
+#   STAGE               none (default with [local]: workers use this interpreter), setup (default
+#                       otherwise: stage an sdist of this project), or a wheel/sdist path to stage
 #   PYTHON              interpreter (default: the project's .venv)
 # Extra arguments go to `newsevents run` as they are (newsevents or Beam options).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  echo "usage: FLINK_MASTER=host:8081 $0 INPUT OUTPUT [options...]" >&2
+  echo "usage: FLINK_MASTER='[local]'|host:8081 $0 INPUT OUTPUT [options...]" >&2
   exit 2
 fi
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-$repo/.venv/bin/python}"
 input=$1 output=$2
 shift 2
-case "$output" in
-  *://*) ;;
-  *) if [ "${ALLOW_LOCAL_OUTPUT:-0}" != 1 ]; then
-       echo "$0: OUTPUT must be shared storage (s3://, gs://, hdfs://): workers on other machines write it" >&2
-       exit 2
-     fi ;;
-esac
+# shellcheck source=lib/engine.sh
+. "$repo/runners/lib/engine.sh"
 
 args=(--input "$input" --output "$output")
+LOCAL_MASTER=0
 if [ -n "${JOB_ENDPOINT:-}" ]; then
   args+=(--runner=PortableRunner "--job_endpoint=$JOB_ENDPOINT")
 else
-  : "${FLINK_MASTER:?set FLINK_MASTER=host:8081 (the JobManager REST address), or JOB_ENDPOINT}"
-  args+=(--runner=FlinkRunner "--flink_master=$FLINK_MASTER")
-  if [ -n "${FLINK_VERSION:-}" ]; then args+=("--flink_version=$FLINK_VERSION"); fi
-  if [ -n "${JOB_SERVER_JAR:-}" ]; then args+=("--flink_job_server_jar=$JOB_SERVER_JAR"); fi
+  : "${FLINK_MASTER:?set FLINK_MASTER='[local]' (embedded Flink) or host:8081 (a JobManager), or JOB_ENDPOINT}"
+  case "$FLINK_MASTER" in
+    "[local]"|"[auto]") LOCAL_MASTER=1 ;;
+  esac
+  jar=$(job_server_jar flink)
+  args+=(--runner=FlinkRunner "--flink_master=$FLINK_MASTER" --flink_version=1.19 "--flink_job_server_jar=$jar")
 fi
-
-env_type=${ENVIRONMENT_TYPE:-EXTERNAL}
-case "$env_type" in
-  EXTERNAL) env_config=${ENVIRONMENT_CONFIG:-localhost:50000} ;;
-  DOCKER|PROCESS) env_config=${ENVIRONMENT_CONFIG:?"set ENVIRONMENT_CONFIG for $env_type (see runners/flink.md)"} ;;
-  *) echo "$0: ENVIRONMENT_TYPE must be EXTERNAL, DOCKER or PROCESS, not $env_type" >&2; exit 2 ;;
-esac
-args+=("--environment_type=$env_type" "--environment_config=$env_config")
-if [ -n "${PARALLELISM:-}" ]; then args+=("--parallelism=$PARALLELISM"); fi
-
-stage=${STAGE:-setup}
-case "$stage" in
-  setup)
-    "$py" -c "import build" 2>/dev/null || { echo "$0: STAGE=setup needs 'build' here: $py -m pip install build" >&2; exit 2; }
-    args+=("--setup_file=$repo/pyproject.toml") ;;
-  none) ;;
-  *) args+=("--extra_package=$stage") ;;
-esac
+check_output_location
+environment_args
+staging_args
+parallelism=${PARALLELISM:-}
+if [ -z "$parallelism" ] && [ "$LOCAL_MASTER" = 1 ]; then parallelism=2; fi
+if [ -n "$parallelism" ]; then args+=("--parallelism=$parallelism"); fi
 
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
-exec "$py" -m pipelines.cli run "${args[@]}" "$@"
+"$py" -m pipelines.cli run "${args[@]}" "$@"
