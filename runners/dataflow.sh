@@ -15,7 +15,7 @@
 #   MACHINE_TYPE        --machine_type (default n2-highmem-4: a whole day's rows sit on one worker)
 #   EXPERIMENTS         --experiments (default use_runner_v2, already the default for Python)
 #   JOB_NAME            --job_name (default newsevents-<UTC date and time>)
-#   PYTHON              interpreter (default: the project's .venv; needs apache-beam[gcp]==2.77.0)
+#   PYTHON              interpreter (default: the project's .venv; needs apache-beam[gcp]==2.62.0)
 # Extra arguments go to `newsevents run` as they are (newsevents or Beam options).
 set -euo pipefail
 if [ $# -lt 2 ]; then

@@ -5,8 +5,8 @@
 #   Dataflow:     --sdk_container_image=IMAGE
 # Build from the repository root (not built or tested here: no registry access):
 #   docker build -f runners/worker.Dockerfile -t REGISTRY/newsevents-worker:0.1.0 .
-# The base image's Beam and Python must match the launcher's (2.77.0, Python 3.11).
-FROM apache/beam_python3.11_sdk:2.77.0
+# The base image's Beam and Python must match the launcher's (2.62.0, Python 3.11).
+FROM apache/beam_python3.11_sdk:2.62.0
 COPY pyproject.toml constraints.txt README.md /opt/newsevents/
 COPY pipelines /opt/newsevents/pipelines
 COPY transforms /opt/newsevents/transforms

@@ -1,6 +1,6 @@
 """Spill: the big Arrow tables cross each shuffle as files; Beam moves small references.
 
-Why: Beam's local engine (the FnApiRunner behind `runners.direct.LocalRunner`) keeps every
+Why: Beam's local engine (the FnApiRunner behind Beam's DirectRunner) keeps every
 PCollection that crosses a fused-stage boundary in memory, encoded: the input of each
 GroupByKey and of each Flatten. Arrow tables crossing such a boundary are pickled, held whole
 in the runner process, sent to the worker and unpickled there; a run over a million updates
