@@ -77,9 +77,9 @@ def differences(a: Path, b: Path) -> dict:
     for table in TABLES:
         def rel(root):
             return f"read_parquet('{root}/{table}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
-        n = con.sql(f"SELECT count(*) FROM {rel(a)}").fetchone()[0]
-        missing = con.sql(f"SELECT count(*) FROM (SELECT * FROM {rel(a)} EXCEPT ALL SELECT * FROM {rel(b)})").fetchone()[0]
-        extra = con.sql(f"SELECT count(*) FROM (SELECT * FROM {rel(b)} EXCEPT ALL SELECT * FROM {rel(a)})").fetchone()[0]
+        n = con.sql(f"SELECT count(*) FROM {rel(a)}").fetchall()[0][0]
+        missing = con.sql(f"SELECT count(*) FROM (SELECT * FROM {rel(a)} EXCEPT ALL SELECT * FROM {rel(b)})").fetchall()[0][0]
+        extra = con.sql(f"SELECT count(*) FROM (SELECT * FROM {rel(b)} EXCEPT ALL SELECT * FROM {rel(a)})").fetchall()[0][0]
         out[table] = {"rows": n, "missing": missing, "extra": extra}
     return out
 

@@ -39,7 +39,7 @@ from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 from transforms.sink import STAGED
-from transforms.spill import key_groups, tables_of
+from transforms.spill import GroupTables, key_groups, tables_of
 from transforms.state import index_rows
 
 DEFAULT_SHARDS = 16
@@ -87,10 +87,9 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
     return t.append_column("is_dup", pa.array(is_dup))
 
 
-def _key_by_shard(batch, shards: int, spill: str | None = None) -> Iterable[tuple[int, object]]:
-    t = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    keys = np.fromiter((shard_of(a, shards) for a in t.column("article_id").to_pylist()), np.int64, t.num_rows)
-    return key_groups(t, keys, spill)
+def article_shards(t: pa.Table, shards: int) -> np.ndarray:
+    """Each row's article shard (a stable hash of `article_id`)."""
+    return np.fromiter((shard_of(a, shards) for a in t.column("article_id").to_pylist()), np.int64, t.num_rows)
 
 
 class DedupSnapshots(beam.PTransform):
@@ -104,16 +103,11 @@ class DedupSnapshots(beam.PTransform):
         self._shards, self._spill = shards, spill
 
     def expand(self, blocks):
-        shards, spill = self._shards, self._spill
-        # several inputs are keyed (and spilled) each on its own before they meet: a Flatten
-        # ahead of the keying would hold every table in the local runner's memory
-        inputs = blocks if isinstance(blocks, (tuple, list)) else (blocks,)
-        keyed = [pc_ | f"KeyByArticle{i or ''}" >> beam.FlatMap(_key_by_shard, shards, spill)
-                 for i, pc_ in enumerate(inputs)]
+        shards = self._shards
         return (
-            (keyed | "KeyedInputs" >> beam.Flatten() if len(keyed) > 1 else keyed[0])
-            | "GroupArticles" >> beam.GroupByKey()
-            | "MarkRepeats" >> beam.MapTuple(lambda _, items: dedup_snapshots(concat_as_first(tables_of(items))))
+            blocks
+            | "GroupArticles" >> GroupTables(lambda t: article_shards(t, shards), self._spill)
+            | "MarkRepeats" >> beam.MapTuple(lambda _, tables: dedup_snapshots(concat_as_first(tables)))
         )
 
 

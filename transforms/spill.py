@@ -23,15 +23,19 @@ worker: on one machine any local folder is; across machines it must be shared st
 the runners' own shuffles are the better choice there (spilling is off by default on them,
 see `pipelines.news_events`).
 
-Every step accepts both forms (`tables_of`): with spilling off, the same code sees tables.
+`GroupTables` is the composite every step that groups tables uses: it keys each table's rows,
+carries them across the GroupByKey as tables or as spill references (the policy the launcher
+chose: a folder, or None), and hands the consumer tables either way. A step says only "group
+these tables by this key".
 """
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
@@ -122,6 +126,42 @@ def tables_of(items: Iterable) -> list[pa.Table]:
         batches = [reader.get_batch(i) for r in rs for i in range(r.first, r.first + r.count)]
         tables.append(pa.Table.from_batches(batches, schema=reader.schema))
     return tables
+
+
+def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None):
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    return key_groups(table, keys(table), folder)
+
+
+class GroupTables(beam.PTransform):
+    """Arrow tables (one PCollection, or a tuple of them) -> `(key, [tables])`, one element per
+    key and window: every row of every input with that key.
+
+    `keys(table)` labels each row of a table (a numpy array, one key per row). With a `spill`
+    folder the rows cross the GroupByKey as Arrow IPC files under it and only references go
+    through the runner; with None, the tables themselves do (the runner's own shuffle, the
+    choice for Flink, Spark and Dataflow). Several inputs are keyed each on its own before they
+    meet, so no Flatten holds whole tables. The list holds one table per input table or spill
+    file; rows of one key keep their order within each. Windows are the input's: grouping is
+    per key and window, as GroupByKey's.
+
+    Example: `(blocks, prior) | GroupTables(lambda t: shard(t["article_id"]), spill)` gives
+    `(shard, [tables])`, each shard's rows of both inputs together.
+    """
+
+    def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None):
+        super().__init__()
+        self._keys, self._spill = keys, spill
+
+    def expand(self, inputs):
+        inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill)
+                 for i, pcoll in enumerate(inputs)]
+        return (
+            (keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0])
+            | "Group" >> beam.GroupByKey()
+            | "Tables" >> beam.MapTuple(lambda key, items: (key, tables_of(items)))
+        )
 
 
 def remove(folder: str) -> None:
