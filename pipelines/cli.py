@@ -100,6 +100,9 @@ _JAVA_ERROR = re.compile(r"(^Error|Exception|ERROR|Caused by|[Cc]ould not|[Ff]ai
 def explain_failure(exc: BaseException, job_server: _JobServerLog) -> str:
     """One line for a failed run: where it failed (job server, SDK worker, engine) and why."""
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    details = getattr(exc, "details", None)  # a gRPC error from a job service: its own words
+    if callable(details) and details():
+        msg = " ".join(details().split())
     log = f" (job server log: {job_server.path})" if job_server.path else ""
     started = re.match(r"Service failed to start up with error (-?\d+)", msg)
     if started:
