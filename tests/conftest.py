@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,13 @@ LIVEBLOG = SHARED_DATA / "liveblog" / "ac9e92935efb2fbacfcc9efd22b1d8171b2aeaa3.
 
 
 def need_shared(path: Path = SHARED_DATA) -> Path:
+    """The real data beside the repository: a test skips without it, except under CI=true,
+    where its absence is a broken checkout and fails the test."""
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (../shared/data beside the repository; CI has it)")
+        reason = f"real data not found at {path} (../shared/data beside the repository; CI has it)"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return path
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from transforms import event_time
 from transforms.event_time import resolve_batch, resolve_event_day, resolve_event_time
+from .conftest import need_shared
 
 UTC = datetime.timezone.utc
 D = datetime.date
@@ -230,8 +231,7 @@ def test_docstring_examples() -> None:
 # ---------------------------------------------------------------- real data
 
 def test_seed_article_blocks() -> None:
-    if not SEED.exists():
-        pytest.skip(f"shared data not found at {SEED} (../shared/data beside the repo)")
+    need_shared(SEED)
     lines = [l for l in SEED.read_text(encoding="utf-8").splitlines() if l.strip()]
     header, blocks = lines[0].split(), lines[1:]
     assert header[0] == "date"
@@ -259,8 +259,7 @@ def _tempeval():
 
 
 def test_tempeval3_platinum_accuracy() -> None:
-    if not TE3.is_dir():
-        pytest.skip(f"TempEval-3 platinum not found at {TE3} (../shared/data beside the repo)")
+    need_shared(TE3)
     r = _tempeval().evaluate(TE3)
     assert (r["documents"], r["gold_day_dates"]) == (20, 15)
     # measured: 14/15 from the sentence, 15/15 from the expression, 2/257 false days,
@@ -273,8 +272,7 @@ def test_tempeval3_platinum_accuracy() -> None:
 
 
 def test_weekday_rule_on_ruwa_and_batch_agreement() -> None:
-    if not (DATA / "ruwa" / "RUWA_01.08.23.csv.zip").exists():
-        pytest.skip(f"RUWA not found under {DATA / 'ruwa'} (../shared/data beside the repo)")
+    need_shared(DATA / "ruwa" / "RUWA_01.08.23.csv.zip")
     bench = _tempeval()
     blocks = bench.ruwa_blocks(bench.ruwa_rows(DATA))
     w = bench.weekday_rule_check(blocks)

@@ -13,6 +13,7 @@ import pytest
 
 from transforms import neardup as nd
 from transforms.neardup import (
+from .conftest import need_shared
     DEFAULT_THRESHOLD,
     NearDupResult,
     candidate_probability,
@@ -299,8 +300,7 @@ def _load_eval():
 
 
 def test_real_data_labelled_set():
-    if not SHARED_DATA.exists():
-        pytest.skip(f"real data not found at {SHARED_DATA} (../shared/data beside the repository)")
+    need_shared(SHARED_DATA)
     ev = _load_eval()
     lab = ev.build(3000, seed=7, data=SHARED_DATA)
     m = ev.metrics(lab, ev.predict(lab))

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from .conftest import need_shared
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -152,8 +153,8 @@ def assert_same_rows(rows: dict, reference: dict) -> None:
 
 
 def test_mixed_input_includes_real_data():
-    if not (SHARED_DATA / "seed").is_dir() or not (SHARED_DATA / "liveblog").is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}: the runner comparisons use sample/input only")
+    need_shared(SHARED_DATA / "seed")
+    need_shared(SHARED_DATA / "liveblog")
     assert len(mixed_inputs()) == 3
 
 
