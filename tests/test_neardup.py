@@ -13,13 +13,14 @@ import pytest
 
 from transforms import neardup as nd
 from transforms.neardup import (
-from .conftest import need_shared
     DEFAULT_THRESHOLD,
     NearDupResult,
     candidate_probability,
     near_duplicates,
     pair_scores,
 )
+
+from .conftest import need_shared
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
