@@ -127,6 +127,13 @@ def test_merge_rejects_one_row_per_record_every_reading_kept():
     assert rejects.to_pylist() == [a]
 
 
+def test_whole_file_rejects_are_told_apart_by_file():
+    empty = {"line": None, "stage": "read", "reason": "empty_file", "raw": ""}
+    a, b = {"source_uri": "/drops/d1/feed.jsonl", **empty}, {"source_uri": "/drops/d2/feed.jsonl", **empty}
+    readings, rejects = merge_rejects([], [a, b, a], set())
+    assert readings.num_rows == 2 and rejects.num_rows == 2
+
+
 def test_copies_in_one_run_give_the_rows_of_one_delivery(tmp_path):
     once, copies = tmp_path / "once", tmp_path / "copies"
     first = drop(tmp_path / "drops")

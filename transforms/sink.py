@@ -128,8 +128,14 @@ def rejects_table(rows: list[dict]) -> pa.Table:
 def reject_key(r: dict) -> str:
     """What a refused record is: its stage, reason and raw payload (as kept, truncated to
     REJECT_RAW_LIMIT characters), never where it was read. The same bad line from two paths,
-    or twice in one file, is one record."""
-    return stable_hash(f"{r['stage']}\x1f{r['reason']}\x1f{r['raw']}", 32)
+    or twice in one file, is one record.
+
+    A whole-file refusal (no `line`: an empty, binary or unreadable file, a live-blog file that
+    is not JSON) keeps only the start of the file, or nothing, as its payload, which does not
+    tell two files apart: its key adds the file's URI, so each such file is its own row.
+    """
+    where = r["source_uri"] if r["line"] is None else ""
+    return stable_hash(f"{r['stage']}\x1f{r['reason']}\x1f{where}\x1f{r['raw']}", 32)
 
 
 def reject_shard(r: dict) -> int:
