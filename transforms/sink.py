@@ -455,6 +455,8 @@ class WriteDataset(beam.PTransform):
     `(STAGED, record)` for files a step already staged with a `Stager`) and `rejects` (reject
     row dicts; late ones carry their `event_date`). Output: one element, the number of files committed.
     A day's quality row is the latest pane's figures plus the rejects counted for that day.
+    Rejects are written by shard of their record key (`reject_key`), every shard every run
+    (`merge_rejects`): one row per refused record, however often and wherever it was read.
     """
 
     def __init__(self, root: str, token: str, inputs: list[str] | None = None):

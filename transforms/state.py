@@ -7,6 +7,8 @@ Layout under the output root (outside every analyst table, so `DIR/<table>/**` n
         event_time); redeliveries are kept here so that later runs count them again the same way
     DIR/_state/articles/shard=NNN/part-0.parquet                   (article_id, event_date) pairs:
         on which days an article has occurrences; 64 shards by article_id hash
+    DIR/_state/rejects/part-NN.parquet                             every reading of a refused
+        record (written by `transforms.sink`, which keeps one `rejects` row per record)
 
 How a run uses it (`pipelines/news_events.py` wires these steps):
 1. `TouchedArticles`: the new blocks, keyed by article shard, meet the index shards they touch
