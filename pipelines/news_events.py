@@ -32,7 +32,7 @@ from transforms.sink import STAGING, Stager, WriteDataset, join
 from transforms.spill import remove as remove_spill
 from transforms.split import SplitEvents
 from transforms.common import filesystem_options
-from transforms.sink import at_end, recover
+from transforms.sink import at_end, migrate, recover
 from transforms.state import (ARTICLES, OCCURRENCE_SCHEMA, PriorDays, ReadPriorOccurrences, TouchedArticles,
                               for_snapshots, merge_index)
 from transforms.windowing import LATE, day_marker, day_windows, ResolveEventTime, WindowByDay, parse_duration
@@ -345,6 +345,7 @@ def run(argv: list[str] | None = None):
     build(p, options, plan)
     with OutputLock(opts.output):
         recover(opts.output)  # finish or discard what a killed run left
+        migrate(opts.output)  # a dataset written before occurrence identity
         try:
             result = p.run()
             result.wait_until_finish()
@@ -372,6 +373,7 @@ def summary(result, output: str, max_days: int = 31) -> str:
         f"read {c.get('files_read', 0)} files ({c.get('bytes_read', 0) / 1e6:.1f} MB), "
         f"{c.get('blocks', 0) + c.get('rejects', 0)} blocks: {c.get('events', 0)} events, "
         f"{c.get('exact_duplicates', 0)} exact and {c.get('near_duplicates', 0)} near duplicates, "
+        f"{c.get('redelivered', 0)} redelivered, "
         f"{c.get('rejects', 0)} rejects ({c.get('late', 0)} late)",
     ]
     reasons = sorted((k.split(".", 1)[1], v) for k, v in c.items() if k.startswith("rejects."))
@@ -382,8 +384,8 @@ def summary(result, output: str, max_days: int = 31) -> str:
         return "\n".join(lines)
     rows = connect(output).sql(
         "SELECT coalesce(event_date::VARCHAR, '(no day)'), blocks_read, events_written, exact_duplicates,"
-        " near_duplicates, late, rejected FROM quality ORDER BY event_date DESC NULLS LAST").fetchall()
-    head = ("day", "blocks", "events", "exact", "near", "late", "rejects")
+        " near_duplicates, redelivered, late, rejected FROM quality ORDER BY event_date DESC NULLS LAST").fetchall()
+    head = ("day", "blocks", "events", "exact", "near", "redelivered", "late", "rejects")
     shown = rows[:max_days]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *shown)] if shown else [len(h) for h in head]
     lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))

@@ -128,7 +128,8 @@ def _report_data(con, root: str, top_sources: int, top_clusters: int, copies_per
                                  " FROM duplicates")[0]
     (n_dups,) = _rows(con, "SELECT count(*) FROM duplicates")[0]
     (n_rejects,) = _rows(con, "SELECT count(*) FROM rejects")[0]
-    blocks_read, q_late = _rows(con, "SELECT coalesce(sum(blocks_read), 0), coalesce(sum(late), 0) FROM quality")[0]
+    blocks_read, q_late, q_redelivered = _rows(con, "SELECT coalesce(sum(blocks_read), 0), coalesce(sum(late), 0),"
+                                                    " coalesce(sum(redelivered), 0) FROM quality")[0]
     totals = {
         "blocks_read": int(blocks_read),
         "events": int(n_events),
@@ -136,9 +137,11 @@ def _report_data(con, root: str, top_sources: int, top_clusters: int, copies_per
         "exact_duplicates": int(n_exact),
         "near_duplicates": int(n_near),
         "rejects": int(n_rejects),
+        "redelivered": int(q_redelivered),
         "late": int(q_late),
     }
-    totals["balanced"] = totals["blocks_read"] == totals["events"] + totals["duplicates"] + totals["rejects"]
+    totals["balanced"] = totals["blocks_read"] == (totals["events"] + totals["duplicates"] + totals["rejects"]
+                                                   + totals["redelivered"])
 
     # Where the data came from.
     n_sources, n_articles = _rows(con, """
@@ -510,14 +513,15 @@ def render_html(data: dict) -> str:
     ]
     kpi_html = "".join(f"<div class='kpi'><div class='n'>{n:,}</div><div class='l'>{e(label)}</div></div>"
                        for n, label in kpis)
-    total = t["events"] + t["duplicates"] + t["rejects"]
+    total = t["events"] + t["duplicates"] + t["rejects"] + t["redelivered"]
+    redelivered = f" + {_plural(t['redelivered'], 'redelivery', 'redeliveries')}" if t["redelivered"] else ""
     if t["balanced"]:
         check = (f"<p class='check'>Accounting balances: {_plural(t['blocks_read'], 'block')} read = "
                  f"{_plural(t['events'], 'event')} + {_plural(t['duplicates'], 'duplicate')} + "
-                 f"{_plural(t['rejects'], 'reject')}.</p>")
+                 f"{_plural(t['rejects'], 'reject')}{e(redelivered)}.</p>")
     else:
         check = (f"<p class='check bad'>Accounting does not balance: {_plural(t['blocks_read'], 'block')} read,"
-                 f" but events + duplicates + rejects = {total:,}.</p>")
+                 f" but events + duplicates + rejects + redeliveries = {total:,}.</p>")
 
     epd, ds, rj, late = (data["events_per_day"], data["duplicate_share"], data["rejects_by_reason"],
                          data["late_per_day"])

@@ -151,13 +151,18 @@ class Reject(BaseModel):
 
 
 class Quality(BaseModel):
-    """A row of the `quality` table, one per event_date (NULL: rejects with no known day)."""
+    """A row of the `quality` table, one per event_date (NULL: rejects with no known day).
+
+    blocks_read = events_written + exact_duplicates + near_duplicates + rejected + redelivered.
+    """
 
     event_date: Optional[dt.date]
     blocks_read: int
     rejected: int
     exact_duplicates: int
     near_duplicates: int
+    redelivered: int = Field(0, description="blocks that repeat an occurrence already read (same article, "
+                                            "update and canonical text): no row, only this count")
     late: int
     events_written: int
 

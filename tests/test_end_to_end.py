@@ -15,15 +15,24 @@ def table_counts(root: Path) -> dict:
     return {t: query(root, f"SELECT count(*) FROM {t}")[0][0] for t in ("events", "duplicates", "rejects")}
 
 
-def assert_accounting(root: Path, blocks_read: int) -> None:
-    """Every block read is exactly one events, duplicates or rejects row."""
+def assert_accounting(root: Path, blocks_read: int, redelivered: int | None = None) -> int:
+    """Every block read is exactly one events, duplicates or rejects row, or a redelivery
+    (counted in quality.redelivered), overall and per day. Returns the redeliveries."""
     c = table_counts(root)
-    assert c["events"] + c["duplicates"] + c["rejects"] == blocks_read, c
+    (redel,) = query(root, "SELECT coalesce(sum(redelivered), 0) FROM quality")[0]
+    assert c["events"] + c["duplicates"] + c["rejects"] + redel == blocks_read, (c, redel)
+    if redelivered is not None:
+        assert redel == redelivered
     (mentions,) = query(root, "SELECT coalesce(sum(mention_count), 0) FROM events")[0]
     assert mentions == c["events"] + c["duplicates"]
     q = query(root, "SELECT sum(blocks_read), sum(rejected), sum(exact_duplicates) + sum(near_duplicates),"
                     " sum(events_written) FROM quality")[0]
     assert q == (blocks_read, c["rejects"], c["duplicates"], c["events"])
+    per_day = query(root, "SELECT event_date, blocks_read, events_written + exact_duplicates + near_duplicates"
+                          " + rejected + redelivered FROM quality WHERE blocks_read <> events_written"
+                          " + exact_duplicates + near_duplicates + rejected + redelivered")
+    assert per_day == []
+    return redel
 
 
 def test_seed_article_end_to_end(tmp_path):
@@ -198,7 +207,7 @@ def test_cli_run_and_sql(tmp_path):
     assert r.returncode == 0, r.stderr
     # the end-of-run summary (from the run's Beam counters and the quality table)
     assert "read 4 files" in r.stdout
-    assert "39 blocks: 21 events, 16 exact and 1 near duplicates, 1 rejects (0 late)" in r.stdout
+    assert "39 blocks: 21 events, 16 exact and 1 near duplicates, 0 redelivered, 1 rejects (0 late)" in r.stdout
     assert "rejects by reason: missing_field:published_at 1" in r.stdout
     assert "2024-03-04      33      17     15     1" in r.stdout and f"output: {out}" in r.stdout
     assert "progress: " in r.stderr and " input files, " in r.stderr

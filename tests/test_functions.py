@@ -322,8 +322,8 @@ def test_dedup_day_cross_article_exact_and_lineage():
         ("A", "exact", 1.0), ("B", "exact", 1.0)]
     assert {d["event_id"] for d in dups} == {keep["event_id"]}
     (q,) = out["quality"].to_pylist()
-    assert q == {"blocks_read": 4, "rejected": 0, "exact_duplicates": 2, "near_duplicates": 0, "late": 0,
-                 "events_written": 2}
+    assert q == {"blocks_read": 4, "rejected": 0, "exact_duplicates": 2, "near_duplicates": 0, "redelivered": 0,
+                 "late": 0, "events_written": 2}
     assert out["events"].schema == EVENT_SCHEMA
 
 

@@ -66,9 +66,12 @@ def test_day_by_day_equals_all_at_once(tmp_path):
     assert expected["events"] and expected["duplicates"]
     assert dataset(daily) == expected
     assert dataset(backwards) == expected
-    # the late day-1 post reached day 1, and its re-scrape on day 3 points at it
+    # the late day-1 post reached day 1; its re-scrape on day 3 (the same post: same update id and
+    # publication time) is a redelivery, not a mention; live-b's near copy is one
     late = query(daily, "SELECT event_date::VARCHAR, mention_count FROM events WHERE text LIKE 'Power was cut%'")
-    assert late == [("2024-03-04", 4)]
+    assert late == [("2024-03-04", 2)]
+    # re-scraped posts: day 2 repeats 4 blocks of day 1, day 3 repeats 4 blocks of day 2
+    assert query(daily, "SELECT sum(redelivered) FROM quality") == [(8,)]
 
 
 def test_rerun_of_a_day_changes_nothing(tmp_path):

@@ -75,7 +75,7 @@ def near_dataset(dataset, tmp_path_factory) -> Path:
     ], schema=DUPLICATE_SCHEMA)
     pq.write_table(near, out / "duplicates" / "event_date=2024-05-02" / "part-near.parquet")
     late = pa.Table.from_pylist([{"blocks_read": 0, "rejected": 0, "exact_duplicates": 0, "near_duplicates": 0,
-                                  "late": 2, "events_written": 0}], schema=QUALITY_SCHEMA)
+                                  "redelivered": 0, "late": 2, "events_written": 0}], schema=QUALITY_SCHEMA)
     pq.write_table(late, out / "quality" / "event_date=2024-05-03" / "part-late.parquet")
     return out
 
@@ -86,7 +86,7 @@ def near_dataset(dataset, tmp_path_factory) -> Path:
 def test_report_data_totals_and_origin(dataset):
     d = report_data(str(dataset))
     assert d["totals"] == {"blocks_read": 11, "events": 6, "duplicates": 3, "exact_duplicates": 3,
-                           "near_duplicates": 0, "rejects": 2, "late": 0, "balanced": True}
+                           "near_duplicates": 0, "rejects": 2, "redelivered": 0, "late": 0, "balanced": True}
     o = d["origin"]
     assert o["dataset"] == str(dataset.resolve())
     assert (o["first_day"], o["last_day"], o["days"]) == ("2024-05-01", "2024-05-03", 3)

@@ -127,16 +127,19 @@ def test_write_dataset_reads_back(tmp_path):
         windowed = p | beam.Create([t]) | DedupSnapshots(shards=1) | ResolveEventTime() | WindowByDay()
         parts = windowed["windowed"] | DedupDay()
         committed = {"parts": parts, "rejects": p | "R" >> beam.Create(rejects)} | WriteDataset(str(tmp_path), "tok")
-        # 4 files moved into place; the undated quality row is derived from the rejects at commit
-        assert_that(committed, equal_to([4]))
+        # 5 files moved into place (the reject's shard and its reading in the hidden state);
+        # the undated quality row is derived from the rejects at commit
+        assert_that(committed, equal_to([5]))
     files = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*") if f.is_file())
-    from transforms.common import stable_hash
+    from transforms.sink import reject_shard, rejects_file_name
+    shard = rejects_file_name(reject_shard(rejects[0]))
     assert files == [
+        f"_state/rejects/{shard}",
         "duplicates/event_date=2022-02-20/part-0.parquet",
         "events/event_date=2022-02-20/part-0.parquet",
         "quality/event_date=2022-02-20/part-0.parquet",
         "quality/event_date=__HIVE_DEFAULT_PARTITION__/part-0.parquet",
-        f"rejects/part-{stable_hash('bad.jsonl', 16)}.parquet",
+        f"rejects/{shard}",
     ]
     ev = pq.read_table(tmp_path / "events/event_date=2022-02-20/part-0.parquet")
     assert ev.column("article_id").to_pylist() == ["A"] and "event_date" not in ev.column_names

@@ -7,7 +7,9 @@ drops copies without a trace; grouping keeps the lineage):
 again in a later snapshot of the same article (same `article_id` and fingerprint) is one
 event, first seen at its earliest publication. Every row gets `event_id` =
 xxh3-128(article_id, fingerprint); later occurrences are marked `is_dup` and travel with
-their kept row, so the event never moves to a later day.
+their kept row, so the event never moves to a later day. A repeat of the same occurrence
+(same article, update and canonical text, wherever and whenever it was read) is marked
+`redelivered` too: it is counted, not written.
 
 `DedupDay` (per event-day window, grouped by day): among the kept rows of the day, the same
 fingerprint from different articles is an exact duplicate; then near duplicates
@@ -18,9 +20,11 @@ text has the kept row's fingerprint, else `near`) and `similarity`.
 
 Example: snapshots at 08:00 and 10:00 of article A both carry "No casualties were
 reported." -> one event (published 08:00) with mention_count 2, and one duplicates row
-(A, the 10:00 update, exact, 1.0).
+(A, the 10:00 update, exact, 1.0). The 08:00 snapshot read again from another folder adds
+nothing but `quality.redelivered` 1.
 
-Guarantee: every block in is exactly one `events` row or one `duplicates` row;
+Guarantee: every block in is exactly one `events` row, one `duplicates` row or one redelivery
+(counted in `quality.redelivered`, see `dedup_snapshots`);
 `sum(mention_count)` = events + duplicates; same input, same rows (no order dependence).
 """
 from __future__ import annotations
@@ -47,29 +51,74 @@ PRIORITY = [("published_at", "ascending"), ("article_id", "ascending"), ("positi
             ("source_uri", "ascending"), ("line", "ascending")]
 
 
-def _occurrence_keys(t: pa.Table) -> pa.Array:
+def _reading_keys(t: pa.Table) -> pa.Array:
+    """Where a row was read (source_uri, line, position): only to recognise a rerun over the very
+    same delivery, never to tell occurrences apart."""
     return pc.binary_join_element_wise(t.column("source_uri"), pc.cast(t.column("line"), pa.string()),
                                        pc.cast(t.column("position"), pa.string()), "\x1f")
 
 
-def dedup_snapshots(table: pa.Table) -> pa.Table:
-    """Mark repeats of (article_id, fingerprint); add `event_id` and `is_dup` columns.
+def _occurrence_keys(t: pa.Table) -> list[tuple]:
+    """What an occurrence is: (article_id, update_id, published_at, fingerprint) per row.
 
-    Rows come back sorted by article, fingerprint and priority; the first of each run is kept.
+    The update is its `update_id` and its publication time together: a feed line without
+    `update_id` and a headline record get `<article>@<published_at>` from the reader; a text
+    article's update id names the section, and its publication time is the header date; a
+    live-blog update is the post (`block_id`) at the post's time. An update sent again under
+    the same id with another publication time counts as a later update (a `duplicates` row,
+    never a silent loss). The block's position is not part of the key: positions depend on how
+    a reader numbers blocks (they continue over a live-blog file and shift when a re-scrape adds
+    a post or paragraph above), so with it a redelivery would look new; the price is that the
+    same text repeated verbatim inside one update is one occurrence (its repeats count as
+    redelivered).
+    """
+    pub = pc.cast(t.column("published_at"), pa.int64()).to_pylist()
+    return list(zip(t.column("article_id").to_pylist(), t.column("update_id").to_pylist(), pub,
+                    t.column("fingerprint").to_pylist()))
+
+
+def mark_redelivered(t: pa.Table) -> np.ndarray:
+    """For a table sorted by article_id, fingerprint and PRIORITY: True for every row whose
+    occurrence (`_occurrence_keys`) came earlier in the table (the first reading stands)."""
+    seen: set = set()
+    out = np.zeros(t.num_rows, dtype=bool)
+    for i, key in enumerate(_occurrence_keys(t)):
+        if key in seen:
+            out[i] = True
+        else:
+            seen.add(key)
+    return out
+
+
+SNAPSHOT_ORDER = [("article_id", "ascending"), ("fingerprint", "ascending")] + PRIORITY
+
+
+def dedup_snapshots(table: pa.Table) -> pa.Table:
+    """Mark repeats of (article_id, fingerprint); add `event_id`, `is_dup` and `redelivered`.
+
+    Rows come back sorted by article, fingerprint and priority; the first of each run is kept
+    (`is_dup` False), later ones are repeats. A repeat of the same occurrence (same article,
+    update, publication time and canonical text: `_occurrence_keys`) is a redelivery:
+    `redelivered` (and `is_dup`) True; it becomes no row, only a count in `quality.redelivered`.
+    A repeat from another update (a re-scrape published later) stays a duplicate.
+
+    Example: one feed line read from `drops/a.jsonl` and from `archive/a.jsonl` -> the first
+    reading (by source_uri) is the occurrence, the other one is redelivered.
+
     With a `from_state` column (incremental runs), a row read back from earlier output is
-    dropped when the new input has the same occurrence (source_uri, line, position): the
-    file was read again, and the new reading replaces the old.
+    dropped when the new input has a row read from the very same place (source_uri, line,
+    position): the same delivery was read again, and the new reading replaces the old, so a
+    rerun changes nothing, quality included. Read from anywhere else, it is a redelivery.
     """
     if "from_state" in table.column_names:
         old = table.column("from_state")
         if pc.any(old).as_py():
-            keys = _occurrence_keys(table)
+            keys = _reading_keys(table)
             new_keys = keys.filter(pc.invert(old))
             stale = pc.and_(old, pc.is_in(keys, value_set=new_keys.combine_chunks()
                                           if isinstance(new_keys, pa.ChunkedArray) else new_keys))
             table = table.filter(pc.invert(stale))
-    order = pc.sort_indices(table, [("article_id", "ascending"), ("fingerprint", "ascending")] + PRIORITY)
-    t = table.take(order)
+    t = table.take(pc.sort_indices(table, SNAPSHOT_ORDER))
     arts = t.column("article_id").to_pylist()
     fps = t.column("fingerprint").to_pylist()
     is_dup = np.zeros(t.num_rows, dtype=bool)
@@ -84,7 +133,8 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
             prev = key
         ids.append(current)
     t = t.append_column("event_id", pa.array(ids, pa.string()))
-    return t.append_column("is_dup", pa.array(is_dup))
+    t = t.append_column("is_dup", pa.array(is_dup))
+    return t.append_column("redelivered", pa.array(mark_redelivered(t)))
 
 
 def article_shards(t: pa.Table, shards: int) -> np.ndarray:
@@ -137,9 +187,17 @@ class NearDetector:
 def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict[str, pa.Table]:
     """One day's rows (kept and repeated, from `dedup_snapshots`) -> events, duplicates, quality.
 
+    Rows marked `redelivered` give no row; they are counted in `blocks_read` and `redelivered`.
+
     `near(texts)` takes texts in keep-priority order and returns (rep index, similarity to rep)
     per text; None disables near-duplicate detection.
     """
+    read = table.num_rows
+    redelivered = 0
+    if "redelivered" in table.column_names:  # a redelivery becomes no row, only a count
+        again = table.column("redelivered")
+        redelivered = pc.sum(again).as_py() or 0
+        table = table.filter(pc.invert(again))
     kept = table.filter(pc.invert(table.column("is_dup")))
     repeats = table.filter(table.column("is_dup"))
     kept = kept.take(pc.sort_indices(kept, PRIORITY))
@@ -209,10 +267,11 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
     exact_n = pc.sum(pc.equal(methods, "exact")).as_py() or 0
     quality = pa.table(
         {
-            "blocks_read": [table.num_rows],
+            "blocks_read": [read],
             "rejected": [0],
             "exact_duplicates": [exact_n],
             "near_duplicates": [dups.num_rows - exact_n],
+            "redelivered": [redelivered],
             "late": [0],
             "events_written": [events.num_rows],
         },
@@ -231,7 +290,7 @@ class _DedupDayFn(beam.DoFn):
         if self._stager is not None:
             self._stager.setup()
         self._counters = {name: Metrics.counter("newsevents", name)
-                          for name in ("blocks", "events", "exact_duplicates", "near_duplicates")}
+                          for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam, exclusions=None):
         day_str, items = element
@@ -254,7 +313,7 @@ class _DedupDayFn(beam.DoFn):
             (q,) = out["quality"].to_pylist()
             for name, value in (("blocks", q["blocks_read"]), ("events", q["events_written"]),
                                 ("exact_duplicates", q["exact_duplicates"]),
-                                ("near_duplicates", q["near_duplicates"])):
+                                ("near_duplicates", q["near_duplicates"]), ("redelivered", q["redelivered"])):
                 self._counters[name].inc(value)
         for name, t in out.items():
             yield self._part(name, day, t, pane.index)

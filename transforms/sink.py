@@ -6,7 +6,8 @@ Layout under the output root (`DIR`):
     DIR/duplicates/event_date=YYYY-MM-DD/part-0.parquet
     DIR/quality/event_date=YYYY-MM-DD/part-0.parquet      (event_date=__HIVE_DEFAULT_PARTITION__
                                                            holds rejects with no known day)
-    DIR/rejects/part-<hash of the input URI>.parquet
+    DIR/rejects/part-NN.parquet                           (16 shards by the refused record's key)
+    DIR/_state/rejects/part-NN.parquet                    (hidden: every reading of those records)
 
 The partition column lives only in the folder name. File names are deterministic: a day's
 file is rewritten whole, so rerunning the same input gives the same files, not more files.
@@ -28,6 +29,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import signal
 import time
 from typing import Iterable
@@ -44,7 +46,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from schemas.models import PARTITION, PARTITIONED_TABLES, QUALITY_SCHEMA, REJECT_SCHEMA, TABLE_SCHEMAS
 from transforms.common import filesystem_options, stable_hash, use_filesystem_options  # noqa: F401 (re-exported)
-from transforms.state import ARTICLES, INDEX_SCHEMA, OCCURRENCE_SCHEMA, OCCURRENCES, read_table
+from transforms.state import ARTICLES, INDEX_SCHEMA, OCCURRENCE_SCHEMA, OCCURRENCES, STATE, read_table
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 STAGING = "_staging"
@@ -65,8 +67,11 @@ def partition_dir(table: str, key) -> str:
     return f"{table}/{PARTITION}={key.isoformat() if key else DEFAULT_PARTITION}"
 
 
+# every reading of a refused record (the visible `rejects` table keeps one row per record)
+REJECT_READINGS = f"{STATE}/rejects"
+REJECT_SHARDS = 16
 # what each written part is cast to: the analysts' tables and the hidden state
-SCHEMAS = {**TABLE_SCHEMAS, OCCURRENCES: OCCURRENCE_SCHEMA, ARTICLES: INDEX_SCHEMA}
+SCHEMAS = {**TABLE_SCHEMAS, OCCURRENCES: OCCURRENCE_SCHEMA, ARTICLES: INDEX_SCHEMA, REJECT_READINGS: REJECT_SCHEMA}
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -115,8 +120,69 @@ def parquet_files(root: str, table: str) -> list[str]:
 
 
 def rejects_table(rows: list[dict]) -> pa.Table:
-    rows = sorted(rows, key=lambda r: (r["line"] is not None, r["line"] or 0, r["stage"], r["reason"], r["raw"]))
+    rows = sorted(rows, key=lambda r: (r["source_uri"], r["line"] is not None, r["line"] or 0, r["stage"],
+                                       r["reason"], r["raw"]))
     return pa.Table.from_pylist(rows, schema=REJECT_SCHEMA)
+
+
+def reject_key(r: dict) -> str:
+    """What a refused record is: its stage, reason and raw payload (as kept, truncated to
+    REJECT_RAW_LIMIT characters), never where it was read. The same bad line from two paths,
+    or twice in one file, is one record.
+
+    A whole-file refusal (no `line`: an empty, binary or unreadable file, a live-blog file that
+    is not JSON) keeps only the start of the file, or nothing, as its payload, which does not
+    tell two files apart: its key adds the file's URI, so each such file is its own row.
+    """
+    where = r["source_uri"] if r["line"] is None else ""
+    return stable_hash(f"{r['stage']}\x1f{r['reason']}\x1f{where}\x1f{r['raw']}", 32)
+
+
+def reject_shard(r: dict) -> int:
+    return int(reject_key(r)[:8], 16) % REJECT_SHARDS
+
+
+def rejects_file_name(shard: int) -> str:
+    return f"part-{shard:02d}.parquet"
+
+
+def merge_rejects(readings: list[dict], new: list[dict], reread: set[str]) -> tuple[pa.Table, pa.Table]:
+    """One reject shard: (every reading, one row per refused record).
+
+    `readings` are the shard's earlier readings (hidden state), `new` this run's reject rows,
+    `reread` the input files of this run: their earlier readings are replaced by this run's
+    (a file read again without a bad line any more loses its reading). Each record keeps the
+    reading first by (source_uri, line) as its row.
+
+    Example: the line `{"text": ` refused in `drops/a.jsonl` line 3 and in `archive/a.jsonl`
+    line 3 -> two readings, one `rejects` row (drops/a.jsonl, 3).
+    """
+    kept = [r for r in readings if r["source_uri"] not in reread] + list(new)
+    distinct_readings = {tuple(r[k] for k in REJECT_SCHEMA.names): r for r in kept}
+    all_readings = rejects_table(list(distinct_readings.values()))
+    first: dict[str, dict] = {}
+    for r in all_readings.to_pylist():  # sorted by source_uri, line: the first reading stands
+        first.setdefault(reject_key(r), r)
+    return all_readings, rejects_table(list(first.values()))
+
+
+class _RejectShardFn(beam.DoFn):
+    """(shard, this run's reject rows) -> the shard's readings and rejects files (see `merge_rejects`)."""
+
+    def __init__(self, root: str, inputs: list[str], fs_options: dict):
+        self._root, self._inputs, self._fs_options = root, inputs, fs_options
+
+    def setup(self):
+        use_filesystem_options(self._fs_options)
+
+    def process(self, element):
+        shard, rows = element
+        name = rejects_file_name(shard)
+        old = read_table(join(self._root, REJECT_READINGS, name))
+        readings, rejects = merge_rejects(old.to_pylist() if old is not None else [],
+                                          [r for r in rows if r is not None], set(self._inputs))
+        yield REJECT_READINGS, None, name, readings, 0
+        yield "rejects", None, name, rejects, 0
 
 
 def merge_quality(day_key: str, items) -> tuple:
@@ -146,12 +212,12 @@ def _day_key(day) -> str:
     return day.isoformat() if isinstance(day, dt.date) else (day or "")
 
 
-def _count_reject(r: dict) -> tuple[str, dict]:
+def _count_reject(r: dict) -> tuple[int, dict]:
     Metrics.counter("newsevents", "rejects").inc()
     Metrics.counter("newsevents", f"rejects.{r['reason']}").inc()
     if r["stage"] == "window":
         Metrics.counter("newsevents", "late").inc()
-    return r["source_uri"], r
+    return reject_shard(r), r
 
 
 def at_end() -> beam.WindowInto:
@@ -179,7 +245,7 @@ class Stager:
 
     def __call__(self, name: str, key, file_name: str, table: pa.Table, pane: int) -> tuple[str, int, str | None]:
         rel = f"{partition_dir(name, key)}/{file_name}"
-        if table.num_rows == 0 and key is not None:
+        if table.num_rows == 0 and (key is not None or name in ("rejects", REJECT_READINGS)):
             return rel, pane, None
         staged = join(self._root, STAGING, self._token, f"{rel}.pane-{pane}")
         write_file(staged, parquet_bytes(table.cast(SCHEMAS[name])))
@@ -217,9 +283,9 @@ def crash_point(name: str) -> None:
 def apply_commit(root: str, manifest: dict) -> int:
     """Carry out a commit manifest; safe to repeat after a crash at any point (roll forward).
 
-    Moves staged files into place (a move already done is skipped), deletes the partitions the
-    run emptied and the rejects files of inputs that no longer have rejects, recomputes the
-    undated quality row from the rejects table, writes zero-row files for empty tables, and
+    Moves staged files into place (a move already done is skipped), deletes the partitions and
+    reject shards the run emptied, recomputes the undated quality row from the reject
+    readings, writes zero-row files for empty tables, and
     finally removes the manifest and the run's staging folder.
     """
     moves = [tuple(m) for m in manifest["moves"]]
@@ -256,22 +322,77 @@ def apply_commit(root: str, manifest: dict) -> int:
     return len(moves)
 
 
-def _write_undated_quality(root: str) -> None:
-    """quality for event_date NULL: every reject that has no day (all but late ones)."""
+def _undated(root: str, table: str) -> int:
     n = 0
-    for path in parquet_files(root, "rejects"):
+    for path in parquet_files(root, table):
         t = read_table(path)
         if t is not None and t.num_rows:
             n += t.num_rows - (pc.sum(pc.equal(t.column("stage"), "window")).as_py() or 0)
+    return n
+
+
+def _write_undated_quality(root: str) -> None:
+    """quality for event_date NULL: every reject that has no day (all but late ones); a record
+    refused again (same stage, reason and raw payload, read elsewhere) is `redelivered`."""
+    n = _undated(root, "rejects")
+    read = max(_undated(root, REJECT_READINGS), n)
     path = join(root, partition_dir("quality", None), "part-0.parquet")
     if n:
-        row = {"blocks_read": n, "rejected": n, "exact_duplicates": 0, "near_duplicates": 0, "late": 0,
-               "events_written": 0}
+        row = {"blocks_read": read, "rejected": n, "exact_duplicates": 0, "near_duplicates": 0,
+               "redelivered": read - n, "late": 0, "events_written": 0}
         staged = path + ".new"
         write_file(staged, parquet_bytes(pa.Table.from_pylist([row], schema=QUALITY_SCHEMA)))
         move_all([(staged, path)])
     elif FileSystems.exists(path):
         FileSystems.delete([path])
+
+
+_OLD_REJECTS_FILE = re.compile(r"/rejects/part-[0-9a-f]{16}\.parquet$")
+
+
+def migrate(root: str) -> list[str]:
+    """At start-up, with the output locked: bring a dataset written before occurrence identity
+    up to date. Returns what was migrated (empty for a current or new dataset).
+
+    - a `quality` file without `redelivered` gets the column, 0: the old code wrote a row for
+      every reading, so its figures balance with no redeliveries;
+    - `rejects` files named by input file (`part-<hash of the URI>`) become the reject shards:
+      their rows are the first readings (`_state/rejects`), one row per refused record is kept;
+    - the hidden occurrences are upgraded when a run reads them (`state.upgrade_occurrences`).
+    Each file is written aside and renamed; the old rejects files go last, and merging readings
+    is idempotent, so a migration killed half way is finished by the next run.
+    """
+    root = root.rstrip("/")
+    done = []
+    for path in parquet_files(root, "quality"):
+        t = read_table(path)
+        if t is not None and "redelivered" not in t.column_names:
+            t = t.append_column("redelivered", pa.array([0] * t.num_rows, pa.int64()))
+            write_file(path + ".new", parquet_bytes(t.select(QUALITY_SCHEMA.names).cast(QUALITY_SCHEMA)))
+            move_all([(path + ".new", path)])
+            done.append(path)
+    old = [f for f in parquet_files(root, "rejects") if _OLD_REJECTS_FILE.search(f)]
+    if old:
+        by_shard: dict[int, list[dict]] = {}
+        for path in old:
+            t = read_table(path)
+            for r in (t.to_pylist() if t is not None else []):
+                by_shard.setdefault(reject_shard(r), []).append(r)
+        for shard, rows in sorted(by_shard.items()):
+            name = rejects_file_name(shard)
+            prior = read_table(join(root, REJECT_READINGS, name))
+            readings, rejects = merge_rejects(prior.to_pylist() if prior is not None else [], rows, set())
+            for table, t in ((REJECT_READINGS, readings), ("rejects", rejects)):
+                path = join(root, table, name)
+                ensure_dir(join(root, table))
+                write_file(path + ".new", parquet_bytes(t))
+                move_all([(path + ".new", path)])
+        placeholder = join(root, "rejects", EMPTY_NAME)
+        if by_shard and FileSystems.exists(placeholder):
+            old.append(placeholder)
+        FileSystems.delete(old)
+        done += old
+    return done
 
 
 def recover(root: str) -> int:
@@ -317,11 +438,6 @@ class _CommitFn(beam.DoFn):
                 latest[rel] = (pane, path)
         moves = [(path, join(root, rel)) for rel, (_, path) in sorted(latest.items()) if path is not None]
         deletes = [join(root, rel) for rel, (_, path) in sorted(latest.items()) if path is None]
-        # an input read again without rejects this time loses its old rejects file
-        for uri in self._inputs:
-            rel = f"rejects/{rejects_file_name(uri)}"
-            if rel not in latest:
-                deletes.append(join(root, rel))
         manifest = {"token": self._token, "moves": moves, "deletes": deletes}
         crash_point("before-manifest")
         # the commit point: the manifest appears whole (written aside, then renamed)
@@ -332,10 +448,6 @@ class _CommitFn(beam.DoFn):
         yield apply_commit(root, manifest)
 
 
-def rejects_file_name(uri: str) -> str:
-    return f"part-{stable_hash(uri, 16)}.parquet"
-
-
 class WriteDataset(beam.PTransform):
     """Write `(table, day, Arrow table, pane)` parts and reject rows; commit at the end.
 
@@ -343,6 +455,8 @@ class WriteDataset(beam.PTransform):
     `(STAGED, record)` for files a step already staged with a `Stager`) and `rejects` (reject
     row dicts; late ones carry their `event_date`). Output: one element, the number of files committed.
     A day's quality row is the latest pane's figures plus the rejects counted for that day.
+    Rejects are written by shard of their record key (`reject_key`), every shard every run
+    (`merge_rejects`): one row per refused record, however often and wherever it was read.
     """
 
     def __init__(self, root: str, token: str, inputs: list[str] | None = None):
@@ -374,12 +488,16 @@ class WriteDataset(beam.PTransform):
             | "GroupQuality" >> beam.GroupByKey()
             | "MergeQuality" >> beam.MapTuple(merge_quality)
         )
+        # every shard every run: a re-read input's old readings go even where nothing new lands
         reject_files = (
-            rejects
-            | "ByInput" >> beam.Map(_count_reject)
+            (
+                rejects | "ByShard" >> beam.Map(_count_reject),
+                parts.pipeline | "RejectShards" >> beam.Create([(k, None) for k in range(REJECT_SHARDS)])
+                | "ShardsAtEnd" >> at_end(),
+            )
+            | "RejectsAndShards" >> beam.Flatten()
             | "GroupRejects" >> beam.GroupByKey()
-            | "RejectFile" >> beam.MapTuple(
-                lambda uri, rows: ("rejects", None, rejects_file_name(uri), rejects_table(list(rows)), 0))
+            | "RejectFiles" >> beam.ParDo(_RejectShardFn(self._root, self._inputs, fs_options))
         )
         written = (
             (day_files, reject_files, quality)

@@ -3,9 +3,12 @@
 Layout under the output root (outside every analyst table, so `DIR/<table>/**` never sees it):
 
     DIR/_state/occurrences/event_date=YYYY-MM-DD/part-0.parquet   every occurrence of the day,
-        as it entered the day's dedup (block columns, fingerprint, event_id, is_dup, event_time)
+        as it entered the day's dedup (block columns, fingerprint, event_id, is_dup, redelivered,
+        event_time); redeliveries are kept here so that later runs count them again the same way
     DIR/_state/articles/shard=NNN/part-0.parquet                   (article_id, event_date) pairs:
         on which days an article has occurrences; 64 shards by article_id hash
+    DIR/_state/rejects/part-NN.parquet                             every reading of a refused
+        record (written by `transforms.sink`, which keeps one `rejects` row per record)
 
 How a run uses it (`pipelines/news_events.py` wires these steps):
 1. `TouchedArticles`: the new blocks, keyed by article shard, meet the index shards they touch
@@ -13,8 +16,10 @@ How a run uses it (`pipelines/news_events.py` wires these steps):
    (day, article_ids) *exclusions*; the index rows of the other articles of those shards are
    kept for the rewrite.
 2. `ReadPriorOccurrences`: each excluded day's occurrences of the touched articles are read back
-   and go through the snapshot dedup again together with the new blocks (an occurrence read
-   again, same source_uri, line and position, replaces its earlier copy: reruns are idempotent).
+   and go through the snapshot dedup again together with the new blocks: an occurrence read
+   again (same article, update and canonical text) is a redelivery, counted and not written;
+   a reading of the very same place (same source_uri, line and position: a rerun) replaces
+   its earlier copy, so reruns are idempotent, quality included.
 3. `DedupDay` (given a `PriorDays` reader) reads every day it recomputes, drops the rows of the
    touched articles (they come recomputed) and dedups the day over old and new rows; days that
    lost all their rows are rewritten empty (their files removed).
@@ -48,6 +53,7 @@ SNAPSHOT_SCHEMA = BLOCK_SCHEMA.append(pa.field("fingerprint", pa.string(), False
 OCCURRENCE_SCHEMA = (
     SNAPSHOT_SCHEMA.append(pa.field("event_id", pa.string(), False))
     .append(pa.field("is_dup", pa.bool_(), False))
+    .append(pa.field("redelivered", pa.bool_(), False))
     .append(pa.field("event_time", pa.timestamp("us", tz="UTC"), False))
     .append(pa.field("time_source", pa.string(), False))
 )
@@ -181,7 +187,28 @@ class PriorDays:
             return None
         if exclude:
             prior = prior.filter(pc.invert(pc.is_in(prior.column("article_id"), value_set=pa.array(sorted(exclude)))))
-        return prior.cast(OCCURRENCE_SCHEMA)
+        return upgrade_occurrences(prior)
+
+
+def upgrade_occurrences(table: pa.Table) -> pa.Table:
+    """A day's state as OCCURRENCE_SCHEMA; state written before occurrence identity (no
+    `redelivered` column: every reading was its own occurrence) is migrated on read.
+
+    Migration: the rows are put in snapshot order and every repeat of an occurrence already
+    seen is marked `redelivered` (and `is_dup`), as `dedup_snapshots` marks them now; the
+    first reading of each (article, fingerprint) was the kept row then and stays it. The day's
+    files are rewritten under the new rules by the run that reads it.
+    """
+    if "redelivered" not in table.column_names:
+        from transforms.dedup import SNAPSHOT_ORDER, mark_redelivered  # dedup imports this module
+
+        table = table.take(pc.sort_indices(table, SNAPSHOT_ORDER))
+        again = mark_redelivered(table)
+        is_dup = np.logical_or(table.column("is_dup").to_numpy(zero_copy_only=False), again)
+        table = table.set_column(table.schema.get_field_index("is_dup"), "is_dup", pa.array(is_dup))
+        table = table.append_column("redelivered", pa.array(again))
+        table = table.select(OCCURRENCE_SCHEMA.names)
+    return table.cast(OCCURRENCE_SCHEMA)
 
 
 def index_rows(day: str, table: pa.Table) -> Iterable[tuple[int, pa.Table]]:
