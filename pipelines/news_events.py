@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import glob
 import os
 import sys
 import tempfile
@@ -112,27 +113,37 @@ def substitute_date(patterns: list[str], date: str | None) -> list[str]:
     return out
 
 
+def _dangling_links(query: str) -> list[str]:
+    """Local symlinks matching `query` whose target is missing (Beam's match leaves them out)."""
+    if "://" in query:
+        return []
+    return [p for p in glob.glob(query, recursive=True) if os.path.islink(p) and not os.path.exists(p)]
+
+
 def expand_inputs(patterns: list[str]) -> list[tuple[str, int]]:
     """(uri, size) of every input file, sorted and without repeats; UsageError if one is missing.
 
     A directory means every file under it, except hidden ones (names starting with `.` or `_`).
+    Dangling symlinks, FIFOs, sockets and devices are listed too (size 0) and never opened: the
+    read step makes each a rejects row (`dangling_symlink`, `not_a_regular_file`).
     """
     found: dict[str, int] = {}
     for pattern in patterns:
         is_dir = not _has_glob(pattern) and "://" not in pattern and os.path.isdir(pattern)
         query = join(pattern, "**") if is_dir else pattern
         try:
-            metas = FileSystems.match([query])[0].metadata_list
+            metas = [(m.path, m.size_in_bytes) for m in FileSystems.match([query])[0].metadata_list]
+            metas += [(p, 0) for p in _dangling_links(query)]
         except Exception as e:  # BeamIOError for unreachable locations
             raise UsageError(f"cannot read input {pattern}: {e}") from None
         if is_dir:
-            metas = [m for m in metas if _visible(m.path, pattern)]
-        metas = [m for m in metas if not (m.path.startswith("/") and os.path.isdir(m.path))]
+            metas = [m for m in metas if _visible(m[0], pattern)]
+        metas = [m for m in metas if not (m[0].startswith("/") and os.path.isdir(m[0]))]
         if not metas:
             raise UsageError(f"input not found: {pattern}")
-        for m in metas:
-            path = os.path.abspath(m.path) if "://" not in m.path else m.path
-            found[path] = m.size_in_bytes
+        for path, size in metas:
+            path = os.path.abspath(path) if "://" not in path else path
+            found[path] = size
     return sorted(found.items())
 
 
