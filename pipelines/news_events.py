@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import glob
 import os
 import sys
@@ -273,7 +274,34 @@ def spill_folder(options: PipelineOptions, token: str) -> str | None:
 LOCAL_RUNNER = "runners.direct.LocalRunner"
 
 
+def check_arguments(argv: list[str]) -> None:
+    """UsageError, one line, for an option no options class knows (a misspelling such as
+    `--near-treshold 0.9`, which Beam would drop with a warning and run with the default) or a
+    value argparse refuses. Parsed as Beam parses: with every registered options class, so
+    Beam's own options (`--runner`, `--job_endpoint`, `--flink_master`, ...) pass."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+
+    parser = Parser()
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # as PipelineOptions.get_all_options does
+    _, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return
+    first = next((a for a in unknown if a.startswith("-")), unknown[0])
+    if not first.startswith("-"):
+        raise UsageError(f"unexpected argument {first!r} (options start with --)")
+    name = first.split("=", 1)[0]
+    close = difflib.get_close_matches(name, [o for o in parser._option_string_actions if o.startswith("--")], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"unknown option {name}{hint}")
+
+
 def pipeline_options(argv: list[str]) -> PipelineOptions:
+    check_arguments(argv)
     given = {a.split("=", 1)[0] for a in argv}
     # Beam parses each options view with only that view's flags and argparse's prefix matching, so
     # `--output DIR` would also set PortableOptions' `--output_executable_path` (the Flink and
