@@ -157,10 +157,20 @@ def check_output(root: str) -> None:
     try:
         with FileSystems.create(probe) as f:
             f.write(b"probe\n")  # not empty: S3 refuses a multipart upload without parts
-        FileSystems.delete([probe])
     except Exception as e:
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        _remove_probe(probe)  # created, then the write or close failed (a full disk)
         raise UsageError(f"cannot write output location {root}: {reason}") from None
+    _remove_probe(probe)
+
+
+def _remove_probe(probe: str) -> None:
+    try:
+        if FileSystems.exists(probe):
+            FileSystems.delete([probe])
+    except Exception as e:  # noqa: BLE001
+        raise UsageError(f"cannot remove {probe} from the output location: "
+                         f"{getattr(e, 'strerror', None) or str(e).splitlines()[0]}") from None
 
 
 def build(p: beam.Pipeline, options: PipelineOptions) -> dict:

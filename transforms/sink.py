@@ -274,20 +274,35 @@ def _write_undated_quality(root: str) -> None:
         FileSystems.delete([path])
 
 
+class OutputStateError(Exception):
+    """The output's staging area cannot be listed or a commit manifest cannot be read or carried
+    out: the run stops before it writes (reported as one line), rather than skip an unfinished
+    commit that a later run would then replay over newer files."""
+
+
+def _first_line(e: Exception) -> str:
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__).splitlines()[0]
+
+
 def recover(root: str) -> int:
     """At start-up, with the output locked: finish every commit a killed run left half done and
-    drop the staging folders of runs killed before their commit point. Returns commits finished."""
+    drop the staging folders of runs killed before their commit point. Returns commits finished.
+    OutputStateError when the staging folder cannot be listed or a manifest not carried out."""
     root = root.rstrip("/")
     staging = join(root, STAGING)
     try:
         metas = FileSystems.match([join(staging, "*")])[0].metadata_list
-    except Exception:
-        return 0
+    except Exception as e:  # noqa: BLE001 - any listing failure: never "nothing to recover"
+        raise OutputStateError(f"cannot list {staging} to finish an interrupted commit: {_first_line(e)}") from None
     finished = 0
     for m in sorted(metas, key=lambda m: m.path):
         if m.path.endswith(COMMIT_SUFFIX):
-            with FileSystems.open(m.path, compression_type="uncompressed") as f:
-                apply_commit(root, json.loads(f.read().decode("utf-8")))
+            try:
+                with FileSystems.open(m.path, compression_type="uncompressed") as f:
+                    manifest = json.loads(f.read().decode("utf-8"))
+                apply_commit(root, manifest)
+            except Exception as e:  # noqa: BLE001
+                raise OutputStateError(f"cannot finish the interrupted commit {m.path}: {_first_line(e)}") from None
             finished += 1
     # what is left under _staging belongs to runs that died before committing: discard it
     left = FileSystems.match([join(staging, "**")])[0].metadata_list if FileSystems.exists(staging) or "://" in root else []
