@@ -49,6 +49,7 @@ from pydantic import ValidationError
 
 from schemas.models import UTC, UpdateIn
 from transforms.common import REJECTS, filesystem_options, reject, stable_hash, use_filesystem_options
+from transforms.sink import crash_point
 
 FORMATS = ("auto", "text", "jsonl", "liveblog", "headlines-csv", "headlines-json")
 RANGE_BYTES = 8 << 20
@@ -1057,6 +1058,7 @@ class _ReadPlanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, reject(plan.uri, None, "read", "unreadable", str(e)))
             return
         self._progress(data, plan)
+        crash_point("after-read")
         batch, rejects = read_plan_batch(plan, data)
         self._updates.inc(batch.num_rows)
         for r in rejects:

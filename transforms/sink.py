@@ -206,7 +206,12 @@ def _manifest_path(root: str, token: str) -> str:
 def crash_point(name: str) -> None:
     """Fault injection for the crash and concurrency tests: SIGKILL this process at the named
     point when NEWSEVENTS_CRASH_AT names it; sleep there when NEWSEVENTS_PAUSE_AT is
-    `name:seconds`. No effect otherwise."""
+    `name:seconds`; with NEWSEVENTS_MARK_DIR, first create the file MARK_DIR/name, so a test
+    knows the run got there (and kills it there, not while importing or after it finished).
+    No effect otherwise."""
+    marks = os.environ.get("NEWSEVENTS_MARK_DIR")
+    if marks:
+        open(os.path.join(marks, name), "a").close()
     if os.environ.get("NEWSEVENTS_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
     pause = os.environ.get("NEWSEVENTS_PAUSE_AT", "")
