@@ -5,8 +5,9 @@
     newsevents report DIR --html PATH   # one self-contained HTML page of charts
 
 Exit status: 0 when the run succeeded (rejects included); 2 with one line on stderr for
-unusable arguments, a missing input or an unwritable output location; 75 when another run
-holds the output (try again later); 1 for a failed run.
+unusable arguments (unknown options included), a missing input or an output location that
+cannot be written or listed; 75 when another run holds the output (try again later); 1 for a
+failed run (one line when the machine failed it: a full disk, a read-only file system).
 """
 from __future__ import annotations
 
