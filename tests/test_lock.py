@@ -158,3 +158,31 @@ def test_a_run_past_its_lease_loses_the_lock_and_leaves_the_new_one(tmp_path):
     assert lock_file(tmp_path)["owner"] == new.owner
     new.release()
     assert not (tmp_path / "_lock").exists()
+
+
+TAKER = """
+import sys, time
+from pipelines.lock import LockError, OutputLock
+root, start = sys.argv[1], float(sys.argv[2])
+lock = OutputLock(root, lease=30)
+time.sleep(max(0.0, start - time.time()))  # every process starts its takeover at the same moment
+try:
+    lock.acquire()
+except LockError as e:
+    print("LOST", e)
+else:
+    print("WON", lock.owner)
+    time.sleep(3)  # hold it while the others try
+    lock.release()
+"""
+
+
+def test_concurrent_taker_processes_only_one_wins(tmp_path):
+    stale_lock(tmp_path)
+    start = time.time() + 8  # after every process has imported Beam
+    procs = [subprocess.Popen([sys.executable, "-c", TAKER, str(tmp_path), str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert sorted(o.split()[0] for o in outs) == ["LOST", "LOST", "LOST", "WON"], outs
+    assert not (tmp_path / "_lock").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no markers or temporary files left
