@@ -26,7 +26,8 @@ A stale lock is taken over by exactly one run:
   per output there (Airflow `max_active_runs=1`, one cron entry).
 
 A run whose lock was taken over (its heartbeat found another owner: it hung past its lease)
-logs one error line and leaves the new owner's lock alone. Leases compare wall clocks: hosts
+is stopped: the heartbeat interrupts the main thread, and `with OutputLock(...)` turns that into
+a LockError (exit 75) and leaves the new owner's lock alone, so the two never commit together. Leases compare wall clocks: hosts
 sharing an output need clocks in sync to well within the lease (NTP does that).
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ import json
 import logging
 import os
 import socket
+import signal
 import threading
 import time
 import uuid
@@ -45,7 +47,7 @@ from typing import NamedTuple
 from apache_beam.io.filesystems import FileSystems
 
 LOCK_NAME = "_lock"
-LEASE_SECONDS = 120.0
+LEASE_SECONDS = float(os.environ.get("NEWSEVENTS_LOCK_LEASE", "120"))  # seconds
 log = logging.getLogger("newsevents.lock")
 
 
@@ -357,8 +359,7 @@ class OutputLock:
             log.warning("could not renew the lock of output %s: %s", self.root, str(e).splitlines()[0])
             return True
         if version is None:
-            self.lost = True
-            log.error("the lock of output %s was taken over by another run (this run passed its lease)", self.root)
+            self.lost = True  # reported by __exit__ (LockError) or by the caller
             return False
         self.version = version
         return True
@@ -366,6 +367,9 @@ class OutputLock:
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.lease / 4):
             if not self.renew():
+                # stop the run: another one holds the output now (a real SIGINT, which also
+                # wakes a main thread blocked in a system call, unlike _thread.interrupt_main)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 return
 
     def release(self) -> None:
@@ -378,6 +382,9 @@ class OutputLock:
     def __enter__(self):
         return self.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.release()
+        if self.lost:
+            raise LockError(f"this run lost the lock of output {self.root} to another run (it went "
+                            f"{self.lease:.0f} s without renewing its lease) and was stopped; run again later")
         return False

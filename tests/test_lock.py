@@ -186,3 +186,38 @@ def test_concurrent_taker_processes_only_one_wins(tmp_path):
     assert sorted(o.split()[0] for o in outs) == ["LOST", "LOST", "LOST", "WON"], outs
     assert not (tmp_path / "_lock").exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no markers or temporary files left
+
+
+def test_a_run_that_lost_its_lock_is_stopped(tmp_path):
+    with pytest.raises(LockError, match="lost the lock"):
+        with OutputLock(str(tmp_path), lease=0.4):
+            # another run took the lock over (as if this one had hung past its lease)
+            (tmp_path / "_lock").write_text(json.dumps({"owner": "other", "expires": time.time() + 60}))
+            time.sleep(5)  # the next heartbeat interrupts this
+            pytest.fail("the run went on after losing its lock")
+    assert lock_file(tmp_path)["owner"] == "other"
+
+
+def test_a_real_run_that_lost_its_lock_stops_before_its_commit(tmp_path):
+    """A run held before its commit point past its (1 s) lease, its lock taken over meanwhile:
+    it stops with exit 75 and one line, writes no manifest, and leaves the new owner's lock."""
+    from .conftest import REPO
+
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "NEWSEVENTS_LOCK_LEASE": "1", "NEWSEVENTS_PAUSE_AT": "before-manifest:60",
+           "NEWSEVENTS_MARK_DIR": str(marks)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.news_events", "--input", str(REPO / "sample" / "input"),
+                             "--output", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (marks / "before-manifest").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert (marks / "before-manifest").exists() and proc.poll() is None
+    other = {"owner": "other", "host": "elsewhere", "pid": 1, "expires": time.time() + 600}
+    (out / "_lock").write_text(json.dumps(other))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err
+    assert err.strip().count("\n") == 0 and "lost the lock of output" in err, err
+    assert lock_file(out) == other
+    assert not list((out / "_staging").glob("*.commit.json")) and not list(out.glob("events/**/*.parquet"))
