@@ -84,15 +84,19 @@ class ReadPlan(NamedTuple):
 
 
 # magic numbers of files that are not text whatever else they hold
-BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"%PDF", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd",
-                b"PAR1", b"\x7fELF", b"ORC", b"Obj\x01")
+BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"%PDF", b"\x1f\x8b", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd",
+                b"PAR1", b"\x7fELF")
 
 
 def _looks_binary(head: bytes) -> bool:
-    """A known binary magic number, or more than 8 NUL bytes, over 1 % of the first bytes. One stray
-    NUL in a text or JSONL file is not binary: that line becomes a reject (`nul_byte`)."""
+    """A known binary magic number, more than 8 NUL bytes that are over 1 % of the first bytes,
+    or over 5 % of them not UTF-8. One stray NUL or bad byte in a text or JSONL file is not
+    binary: that line alone becomes a reject (`nul_byte`, `invalid_utf8`)."""
     nuls = head.count(b"\x00")
-    return head.startswith(BINARY_MAGIC) or (nuls > 8 and nuls * 100 > len(head))
+    if head.startswith(BINARY_MAGIC) or (nuls > 8 and nuls * 100 > len(head)):
+        return True
+    bad = head.decode("utf-8", "replace").count("\ufffd") - head.count("\ufffd".encode())
+    return bad * 20 > len(head)
 
 
 def _json_value(line: bytes):
