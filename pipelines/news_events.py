@@ -159,7 +159,10 @@ def check_output(root: str) -> None:
             f.write(b"probe\n")  # not empty: S3 refuses a multipart upload without parts
     except Exception as e:
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
-        _remove_probe(probe)  # created, then the write or close failed (a full disk)
+        try:
+            _remove_probe(probe)  # created, then the write or close failed (a full disk)
+        except UsageError as gone:
+            reason = f"{reason} (and {gone})"
         raise UsageError(f"cannot write output location {root}: {reason}") from None
     _remove_probe(probe)
 
