@@ -5,14 +5,16 @@
     newsevents report DIR --html PATH   # one self-contained HTML page of charts
 
 Exit status: 0 when the run succeeded (rejects included); 2 with one line on stderr for
-unusable arguments, a missing input or an unwritable output location; 75 when another run
-holds the output (try again later); 1 for a failed run, with one line saying where it failed
-(the job server did not start, an SDK worker could not be reached or died, the engine failed
-the job) after the engine's own log lines.
+unusable arguments (unknown options included), a missing input or an output location that
+cannot be written or listed; 75 when another run holds the output (try again later); 1 for a
+failed run, with one line saying why: the machine failed it (a full disk, a read-only file
+system), the job server did not start, an SDK worker could not be reached or died, or the
+engine failed the job (after the engine's own log lines).
 """
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import re
@@ -30,9 +32,46 @@ def _error(msg: str, code: int = 2) -> int:
     return code
 
 
+# Failures of the machine, not of newsevents: reported as one line (exit 1), not a traceback.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                      errno.EROFS: "read-only file system", errno.EIO: "input/output error",
+                      errno.EACCES: "permission denied", errno.EMFILE: "too many open files"}
+_ERRNO_RE = re.compile(r"\[Errno (\d+)\] [^:\n\]]*(?::\s*'([^'\n]*)')?")
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """'no space left on device (PATH)' when `exc` is, wraps or names one of ENVIRONMENT_ERRNOS,
+    else None. Beam re-raises a step's error as a RuntimeError whose context (or, from worker
+    processes, only whose message) holds the OSError; BeamIOError keeps it in exception_details."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
+            where = e.filename if isinstance(e.filename, str) else None
+            return ENVIRONMENT_ERRNOS[e.errno] + (f" ({where})" if where else "")
+        details = getattr(e, "exception_details", None)
+        todo += [e.__cause__, e.__context__, *(details.values() if isinstance(details, dict) else ())]
+    for m in _ERRNO_RE.finditer(str(exc)):
+        code = int(m.group(1))
+        if code in ENVIRONMENT_ERRNOS:
+            return ENVIRONMENT_ERRNOS[code] + (f" ({m.group(2)})" if m.group(2) else "")
+    return None
+
+
+def _quiet_step_tracebacks(record: logging.LogRecord) -> bool:
+    # Beam logs a failed step's traceback before it re-raises the error to the caller, who
+    # reports it once: as one line for a machine failure, else with its traceback.
+    return not (record.name.startswith("apache_beam") and record.levelno >= logging.ERROR
+                and (record.exc_info or "Traceback" in record.getMessage() or "[while running" in record.getMessage()))
+
+
 def _run(argv: list[str]) -> int:
     from pipelines.lock import LockError
     from pipelines.news_events import NewsEventsOptions, UsageError, pipeline_options, run, summary
+    from transforms.sink import OutputStateError
 
     if not any(a == "--input" or a.startswith("--input=") for a in argv):
         return _error("--input is required")
@@ -46,10 +85,16 @@ def _run(argv: list[str]) -> int:
         return _error(str(e))
     except LockError as e:
         return _error(str(e), EXIT_LOCKED)
+    except OutputStateError as e:
+        return _error(str(e))
     except SystemExit as e:  # argparse inside Beam's options parser
         return int(e.code or 0) if e.code not in (None, 0) else 0
-    except Exception as e:  # the run failed: one line that says where, the details in the log above
+    except Exception as e:  # the run failed: one line that says why, the details in the log above
         logging.getLogger(__name__).debug("run failed", exc_info=True)
+        reason = environment_error(e)
+        if reason is not None:
+            return _error(f"run failed: {reason}; the output is as before the run, or is finished by the "
+                          f"next run if the failure came after the commit point: fix it and run again", 1)
         return _error(explain_failure(e, job_server), 1)
     finally:
         job_server.close()
@@ -153,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     threading.excepthook = _quiet_closed_channels
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # handler filters see every logger's records
+        handler.addFilter(_quiet_optional_clients)
+        handler.addFilter(_quiet_step_tracebacks)
     logging.getLogger().addFilter(_quiet_optional_clients)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__.strip())

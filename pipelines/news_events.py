@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
+import glob
 import os
 import sys
 import tempfile
@@ -113,27 +115,37 @@ def substitute_date(patterns: list[str], date: str | None) -> list[str]:
     return out
 
 
+def _dangling_links(query: str) -> list[str]:
+    """Local symlinks matching `query` whose target is missing (Beam's match leaves them out)."""
+    if "://" in query:
+        return []
+    return [p for p in glob.glob(query, recursive=True) if os.path.islink(p) and not os.path.exists(p)]
+
+
 def expand_inputs(patterns: list[str]) -> list[tuple[str, int]]:
     """(uri, size) of every input file, sorted and without repeats; UsageError if one is missing.
 
     A directory means every file under it, except hidden ones (names starting with `.` or `_`).
+    Dangling symlinks, FIFOs, sockets and devices are listed too (size 0) and never opened: the
+    read step makes each a rejects row (`dangling_symlink`, `not_a_regular_file`).
     """
     found: dict[str, int] = {}
     for pattern in patterns:
         is_dir = not _has_glob(pattern) and "://" not in pattern and os.path.isdir(pattern)
         query = join(pattern, "**") if is_dir else pattern
         try:
-            metas = FileSystems.match([query])[0].metadata_list
+            metas = [(m.path, m.size_in_bytes) for m in FileSystems.match([query])[0].metadata_list]
+            metas += [(p, 0) for p in _dangling_links(query)]
         except Exception as e:  # BeamIOError for unreachable locations
             raise UsageError(f"cannot read input {pattern}: {e}") from None
         if is_dir:
-            metas = [m for m in metas if _visible(m.path, pattern)]
-        metas = [m for m in metas if not (m.path.startswith("/") and os.path.isdir(m.path))]
+            metas = [m for m in metas if _visible(m[0], pattern)]
+        metas = [m for m in metas if not (m[0].startswith("/") and os.path.isdir(m[0]))]
         if not metas:
             raise UsageError(f"input not found: {pattern}")
-        for m in metas:
-            path = os.path.abspath(m.path) if "://" not in m.path else m.path
-            found[path] = m.size_in_bytes
+        for path, size in metas:
+            path = os.path.abspath(path) if "://" not in path else path
+            found[path] = size
     return sorted(found.items())
 
 
@@ -146,10 +158,23 @@ def check_output(root: str) -> None:
     try:
         with FileSystems.create(probe) as f:
             f.write(b"probe\n")  # not empty: S3 refuses a multipart upload without parts
-        FileSystems.delete([probe])
     except Exception as e:
         reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        try:
+            _remove_probe(probe)  # created, then the write or close failed (a full disk)
+        except UsageError as gone:
+            reason = f"{reason} (and {gone})"
         raise UsageError(f"cannot write output location {root}: {reason}") from None
+    _remove_probe(probe)
+
+
+def _remove_probe(probe: str) -> None:
+    try:
+        if FileSystems.exists(probe):
+            FileSystems.delete([probe])
+    except Exception as e:  # noqa: BLE001
+        raise UsageError(f"cannot remove {probe} from the output location: "
+                         f"{getattr(e, 'strerror', None) or str(e).splitlines()[0]}") from None
 
 
 @dataclass(frozen=True)
@@ -302,7 +327,34 @@ def spill_folder(options: PipelineOptions, token: str) -> str | None:
     return join(root, STAGING, token, "spill")
 
 
+def check_arguments(argv: list[str]) -> None:
+    """UsageError, one line, for an option no options class knows (a misspelling such as
+    `--near-treshold 0.9`, which Beam would drop with a warning and run with the default) or a
+    value argparse refuses. Parsed as Beam parses: with every registered options class, so
+    Beam's own options (`--runner`, `--job_endpoint`, `--flink_master`, ...) pass."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+
+    parser = Parser()
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # as PipelineOptions.get_all_options does
+    _, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return
+    first = next((a for a in unknown if a.startswith("-")), unknown[0])
+    if not first.startswith("-"):
+        raise UsageError(f"unexpected argument {first!r} (options start with --)")
+    name = first.split("=", 1)[0]
+    close = difflib.get_close_matches(name, [o for o in parser._option_string_actions if o.startswith("--")], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"unknown option {name}{hint}")
+
+
 def pipeline_options(argv: list[str]) -> PipelineOptions:
+    check_arguments(argv)
     given = {a.split("=", 1)[0] for a in argv}
     # Beam parses each options view with only that view's flags and argparse's prefix matching, so
     # `--output DIR` would also set PortableOptions' `--output_executable_path` (the Flink and

@@ -378,7 +378,7 @@ def test_inputs_that_used_to_crash_the_read_become_rejects():
     assert [r["article_id"] for r in rows] == ["a", "http://[::1", "e"]
     assert rows[1]["source"] == "unknown"
     assert sorted((r["line"], r["reason"]) for r in rejects) == [
-        (2, "invalid_field:published_at"), (3, "invalid_field:published_at"), (5, "invalid_json"),
+        (2, "invalid_field:published_at"), (3, "invalid_field:published_at"), (5, "too_deeply_nested"),
         (6, "invalid_field:article_id"), (7, "invalid_field:headline")]
     fast_rejects: list = []
     batch = read_jsonl_batch("f.jsonl", data, 1, fast_rejects)

@@ -136,22 +136,39 @@ def test_kill_at_commit_points_converges(tmp_path, point):
     assert not (out / "_staging").exists() and not lock.exists()
 
 
-def test_kill_at_random_moments_converges(tmp_path):
+def test_kill_at_chosen_moments_converges(tmp_path):
+    """Killed while reading, with every file staged, and half way through the commit: each
+    time the run is held at the point (NEWSEVENTS_PAUSE_AT) and killed only once it has said it
+    got there (NEWSEVENTS_MARK_DIR), so the kill lands there and not in a process still
+    importing or already done. The next run converges to the one-run result."""
     drops = live_blog_drops(tmp_path / "drops")
     reference = tmp_path / "reference"
     run_pipeline(drops, reference)
     expected = dataset(reference)
     out = tmp_path / "out"
     run_pipeline(drops[:1], out)
+    old = _visible_files(out)
     args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[1]),
             "--input", str(drops[2])]
-    for delay in (1.0, 2.5, 4.0):
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+    for point in ("after-read", "before-manifest", "after-first-move"):
+        marks = tmp_path / f"marks-{point}"
+        marks.mkdir()
+        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "NEWSEVENTS_PAUSE_AT": f"{point}:300",
+                                     "NEWSEVENTS_MARK_DIR": str(marks)})
+        deadline = time.time() + 240
+        while not (marks / point).exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        reached, running = (marks / point).exists(), proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert reached, f"the run never reached {point} (exit {proc.returncode})"
+        assert running and proc.returncode == -signal.SIGKILL, "the run had finished before the kill"
+        assert (out / "_lock").exists()  # it died holding the output, before its end
+        if point != "after-first-move":  # before the commit point: the old dataset, untouched
+            assert _visible_files(out) == old
         for rel in _visible_files(out):
-            pq.read_table(out / rel)
+            pq.read_table(out / rel)  # every visible file is complete
     r = _run_cli(drops[1:], out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert dataset(out) == expected

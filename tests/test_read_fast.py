@@ -330,7 +330,7 @@ def test_tokens_only_rapidjson_accepts_and_deep_nesting():
     assert [r["line"] for r in rejects] == [2, 3, 4, 7, 8, 9, 10, 13, 14, 15]
     deep = '{"x": ' + "[" * 5000 + "]" * 5000 + ", " + tail
     _, rejects = assert_same(feed(good(1), deep))
-    assert [(r["line"], r["reason"]) for r in rejects] == [(2, "invalid_json")]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(2, "too_deeply_nested")]
     assert_same(feed(good(1), '{"x": ' + "[" * 150 + "]" * 150 + ", " + tail))
     assert_same(feed(good(1), good(2, text="[" * 500)))  # brackets in a string: per-line, same result
 

@@ -202,3 +202,50 @@ def test_commit_retried_after_a_partial_attempt(s3, monkeypatch):
     assert "ds/events/event_date=2024-03-04/part-0.parquet" in names
     assert "ds/duplicates/event_date=2024-03-04/part-0.parquet" in names
     assert not any(f"/{STAGING}/" in n for n in names)
+
+
+def test_s3_lock_uses_conditional_writes(s3):
+    """The lock on S3: created with `If-None-Match: *`, taken over and renewed with
+    `If-Match: <etag>`, so of two runs only one wins, by the store's own word."""
+    import json as _json
+    import threading
+    import time
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.lock import LockError, OutputLock, S3Store
+
+    options = PipelineOptions(s3_options(s3))
+    root = f"s3://{s3['bucket']}/ds"
+    first = OutputLock(root, lease=30, options=options).acquire()
+    with pytest.raises(LockError, match="in use by another run"):
+        OutputLock(root, lease=30, options=options).acquire()
+    # the store itself refuses a second create, and a takeover or renewal from an old version
+    store = S3Store(f"{root}/_lock", 30, options)
+    assert store.create(b'{"owner": "other"}') is None
+    assert store.takeover('"not-the-etag"', b'{"owner": "other"}') is None
+    assert first.renew() and _json.loads(store.read().data)["owner"] == first.owner
+    first.release()
+    assert store.read() is None
+
+    # a stale lock (its lease expired): two takers with the same etag, at the same moment
+    s3["client"].put_object(Bucket=s3["bucket"], Key="ds/_lock",
+                            Body=_json.dumps({"owner": "dead", "host": "gone", "pid": 1, "expires": time.time() - 1}))
+    etag = store.read().version
+    barrier, won = threading.Barrier(2), []
+
+    def take(name):
+        barrier.wait(timeout=10)
+        won.append(store.takeover(etag, _json.dumps({"owner": name}).encode()))
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(w is not None for w in won) == [False, True]
+    # and through OutputLock: the expired lock is taken over
+    s3["client"].put_object(Bucket=s3["bucket"], Key="ds/_lock",
+                            Body=_json.dumps({"owner": "dead", "host": "gone", "pid": 1, "expires": time.time() - 1}))
+    with OutputLock(root, lease=30, options=options) as lock:
+        assert _json.loads(store.read().data)["owner"] == lock.owner

@@ -43,7 +43,7 @@ from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 from transforms.sink import STAGED
-from transforms.spill import GroupTables, key_groups, tables_of
+from transforms.spill import GroupTables, tables_of
 from transforms.state import index_rows
 
 DEFAULT_SHARDS = 16

@@ -30,7 +30,9 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import re
+import stat
 import time
 import zipfile
 from typing import Iterable, Iterator, NamedTuple
@@ -47,6 +49,7 @@ from pydantic import ValidationError
 
 from schemas.models import UTC, UpdateIn
 from transforms.common import REJECTS, filesystem_options, reject, stable_hash, use_filesystem_options
+from transforms.sink import crash_point
 
 FORMATS = ("auto", "text", "jsonl", "liveblog", "headlines-csv", "headlines-json")
 RANGE_BYTES = 8 << 20
@@ -80,30 +83,61 @@ class ReadPlan(NamedTuple):
     first_line: int  # 1-based number of the first line in the range
 
 
+# magic numbers of files that are not text whatever else they hold
+BINARY_MAGIC = (b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"%PDF", b"\x1f\x8b", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd",
+                b"PAR1", b"\x7fELF")
+
+
+def _looks_binary(head: bytes) -> bool:
+    """A known binary magic number, more than 8 NUL bytes that are over 1 % of the first bytes,
+    or over 5 % of them not UTF-8. One stray NUL or bad byte in a text or JSONL file is not
+    binary: that line alone becomes a reject (`nul_byte`, `invalid_utf8`)."""
+    nuls = head.count(b"\x00")
+    if head.startswith(BINARY_MAGIC) or (nuls > 8 and nuls * 100 > len(head)):
+        return True
+    bad = head.decode("utf-8", "replace").count("\ufffd") - head.count("\ufffd".encode())
+    return bad * 20 > len(head)
+
+
+def _json_value(line: bytes):
+    """The JSON value of one line, or None when it is not one whole JSON value."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
 def sniff(head: bytes) -> str:
     """Format of a file from its first bytes: text, jsonl, liveblog, binary, empty or unknown.
 
     >>> sniff(b"date 2022-02-21 Headline\\nBody.")
     'text'
+
+    A file whose lines are mostly `{...}` is JSONL even when its first line is something else
+    (an array, garbage): JSONL is read line by line, so that line alone becomes a reject.
     """
+    head = head[:SNIFF_BYTES]
     if not head.strip():
         return "empty"
     if head.startswith(b"PK\x03\x04"):
         # a zip: the headline CSV of ../shared/data/ruwa comes zipped
-        return "headlines-csv" if b".csv" in head[:SNIFF_BYTES].lower() else "binary"
-    if b"\x00" in head[:SNIFF_BYTES]:
+        return "headlines-csv" if b".csv" in head.lower() else "binary"
+    if _looks_binary(head):
         return "binary"
     stripped = head.lstrip().lstrip(b"\xef\xbb\xbf")
-    first = stripped.split(b"\n", 1)[0].strip()
+    lines = [x.strip() for x in stripped.split(b"\n")[:200] if x.strip()]
+    first = lines[0]
+    objects = sum(1 for x in lines if x.startswith(b"{") and x.endswith(b"}"))
+    if len(lines) > 1 and objects * 2 >= len(lines) and (first.endswith((b"}", b"]")) or not first.startswith((b"{", b"["))):
+        return "jsonl"  # JSON object lines, the first line whole (not a document spread over lines)
     if stripped.startswith(b"["):
         return "headlines-json"
     header = [c.strip().strip('"').lower() for c in first.decode("utf-8", "replace").split(",")]
     if "title" in header and "date" in header:
         return "headlines-csv"
     if stripped.startswith(b"{"):
-        try:
-            obj = json.loads(first)
-        except ValueError:
+        obj = _json_value(first)
+        if obj is None:
             return "liveblog"  # a pretty-printed object spans lines
         if isinstance(obj, dict) and "documents" in obj:
             return "liveblog"
@@ -161,10 +195,14 @@ def _decode_line(raw: bytes, uri: str, n: int, rejects: list) -> str | None:
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     try:
-        return raw.decode("utf-8")
+        s = raw.decode("utf-8")
     except UnicodeDecodeError:
         rejects.append(reject(uri, n, "read", "invalid_utf8", raw))
         return None
+    if "\x00" in s:  # never text; JSON allows it only escaped (\\u0000)
+        rejects.append(reject(uri, n, "read", "nul_byte", s.replace("\x00", "\\x00")))
+        return None
+    return s
 
 
 def _decode_lines(data: bytes, uri: str, first_line: int, rejects: list) -> Iterator[tuple[int, str]]:
@@ -239,8 +277,11 @@ def _jsonl_row(uri: str, n: int, s: str, rejects: list) -> dict | None:
         return None
     try:
         obj = json.loads(s)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's limit
+    except ValueError:
         rejects.append(reject(uri, n, "parse", "invalid_json", s))
+        return None
+    except RecursionError:  # nested deeper than Python's limit
+        rejects.append(reject(uri, n, "parse", "too_deeply_nested", s))
         return None
     if not isinstance(obj, dict):
         rejects.append(reject(uri, n, "parse", "not_an_object", s))
@@ -668,7 +709,17 @@ def _load_json_file(uri: str, data: bytes, rejects: list):
         rejects.append(reject(uri, None, "read", "invalid_utf8", data))
     except ValueError:
         rejects.append(reject(uri, None, "parse", "invalid_json", data))
+    except RecursionError:  # nested deeper than Python's limit
+        rejects.append(reject(uri, None, "parse", "too_deeply_nested", data))
     return _UNREADABLE
+
+
+def _raw_json(obj) -> str:
+    """The JSON text of a record for its reject row (any object json.loads made)."""
+    try:
+        return json.dumps(obj, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return repr(obj)[:2000]
 
 
 def read_liveblog(uri: str, data: bytes, rejects: list) -> list[dict]:
@@ -686,7 +737,7 @@ def read_liveblog(uri: str, data: bytes, rejects: list) -> list[dict]:
     rows, position = [], 0
     for i, post in enumerate(blog["documents"]):
         n = i + 1
-        raw = json.dumps(post, ensure_ascii=False)
+        raw = _raw_json(post)
         if not isinstance(post, dict):
             rejects.append(reject(uri, n, "parse", "not_an_object", raw))
             continue
@@ -748,6 +799,21 @@ def _csv_members(uri: str, data: bytes, rejects: list) -> list[tuple[str, bytes]
         return []
 
 
+def _csv_records(reader: csv.DictReader, name: str, rejects: list) -> Iterator[tuple[int, dict]]:
+    """(line, record) of each CSV row; a row the csv module refuses (a field over its size
+    limit, a NUL) ends the member with one reject (`invalid_csv`) after the rows before it."""
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            # line_num counts the lines of the rows before: the refused one is the next
+            rejects.append(reject(name, reader.line_num + 1, "parse", "invalid_csv", str(e)))
+            return
+        yield reader.line_num, rec
+
+
 def read_headlines_csv(uri: str, data: bytes, rejects: list) -> list[dict]:
     """Headline CSV (the RUWA layout, optionally zipped): one update per row with `title`
     (the headline block), `Date` (MM/DD/YYYY), `src` (URL, the article id), `Site`, and an
@@ -760,13 +826,16 @@ def read_headlines_csv(uri: str, data: bytes, rejects: list) -> list[dict]:
             rejects.append(reject(name, None, "read", "invalid_utf8", raw))
             continue
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields = {f.strip().lower(): f for f in (reader.fieldnames or []) if f is not None}
+        try:
+            fields = {f.strip().lower(): f for f in (reader.fieldnames or []) if f is not None}
+        except csv.Error as e:
+            rejects.append(reject(name, 1, "parse", "invalid_csv", str(e)))
+            continue
         if "title" not in fields or "date" not in fields:
             rejects.append(reject(name, 1, "parse", "missing_field:title_or_date", text.split("\n", 1)[0]))
             continue
         get = lambda r, k: (r.get(fields[k]) or "").strip() if k in fields else ""  # noqa: E731
-        for rec in reader:
-            line = reader.line_num
+        for line, rec in _csv_records(reader, name, rejects):
             title, date = get(rec, "title"), get(rec, "date")
             raw_row = json.dumps(rec, ensure_ascii=False)
             if not title:
@@ -798,7 +867,7 @@ def read_headlines_json(uri: str, data: bytes, rejects: list) -> list[dict]:
     rows = []
     for i, item in enumerate(items):
         n = i + 1
-        raw = json.dumps(item, ensure_ascii=False)
+        raw = _raw_json(item)
         if not isinstance(item, dict):
             rejects.append(reject(uri, n, "parse", "not_an_object", raw))
             continue
@@ -823,12 +892,23 @@ def read_headlines_json(uri: str, data: bytes, rejects: list) -> list[dict]:
     return rows
 
 
+def detect(data: bytes) -> str:
+    """`sniff`, then a check for the whole-file JSON formats: a file that does not parse as one
+    JSON document but has several lines is read as JSONL, line by line, so that its good lines
+    are kept and each bad one is its own reject."""
+    fmt = sniff(data[:SNIFF_BYTES])
+    if fmt in ("liveblog", "headlines-json") and _load_json_file("", data, []) is _UNREADABLE:
+        if sum(1 for line in data.split(b"\n", 2)[:2] if line.strip()) > 1:
+            return "jsonl"
+    return fmt
+
+
 def read_plan(plan: ReadPlan, data: bytes) -> tuple[list[dict], list[dict]]:
     """Parse the bytes of one plan: (update rows, reject rows)."""
     rejects: list[dict] = []
     fmt = plan.fmt
     if fmt == "auto":
-        fmt = sniff(data[:SNIFF_BYTES])
+        fmt = detect(data)
     if fmt == "empty":
         return [], [reject(plan.uri, None, "read", "empty_file", b"")]
     if fmt == "binary":
@@ -853,11 +933,11 @@ def read_plan(plan: ReadPlan, data: bytes) -> tuple[list[dict], list[dict]]:
 
 def read_plan_batch(plan: ReadPlan, data: bytes) -> tuple[pa.RecordBatch, list[dict]]:
     """`read_plan` as (one UPDATE_SCHEMA batch, reject rows); JSONL through `read_jsonl_batch`."""
-    fmt = plan.fmt if plan.fmt != "auto" else sniff(data[:SNIFF_BYTES])
+    fmt = plan.fmt if plan.fmt != "auto" else detect(data)
     if fmt == "jsonl":
         rejects: list[dict] = []
         return read_jsonl_batch(plan.uri, data, plan.first_line, rejects), rejects
-    rows, rejects = read_plan(plan, data)
+    rows, rejects = read_plan(plan._replace(fmt=fmt), data)
     return _rows_batch(rows, rejects), rejects
 
 
@@ -891,6 +971,34 @@ def _iter_chunks(uri: str, size: int = 16 << 20) -> Iterator[bytes]:
             yield chunk
 
 
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def input_problem(uri: str) -> tuple[str, str] | None:
+    """(reason, what) when a local input cannot be read as a file without opening it: a dangling
+    symlink (`dangling_symlink`), or a FIFO, socket or device (`not_a_regular_file`: opening
+    a FIFO would wait for a writer forever). None for a regular file or an object-store URI.
+
+    >>> input_problem("s3://bucket/feed.jsonl") is None
+    True
+    """
+    if "://" in uri:
+        return None
+    try:
+        st = os.stat(uri)
+    except FileNotFoundError:
+        if os.path.islink(uri):
+            return "dangling_symlink", f"{uri} -> {os.readlink(uri)} (missing)"
+        return None  # gone since it was listed: reading it gives `unreadable`
+    except OSError as e:  # a symlink loop, a permission on a folder on the way
+        return "unreadable", f"{uri}: {e.strerror or e}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+    return "not_a_regular_file", f"{uri} is {kind}"
+
+
 class _PlanReadsFn(beam.DoFn):
     def __init__(self, fmt: str, fs_options: dict | None = None):
         self._fmt, self._fs_options = fmt, fs_options or {}
@@ -900,6 +1008,10 @@ class _PlanReadsFn(beam.DoFn):
 
     def process(self, item: tuple[str, int]) -> Iterable:
         uri, size = item
+        problem = input_problem(uri)
+        if problem is not None:  # never opened: a FIFO would block the run
+            yield beam.pvalue.TaggedOutput(REJECTS, reject(uri, None, "read", *problem))
+            return
         try:
             with FileSystems.open(uri, compression_type="uncompressed") as f:
                 head = f.read(SNIFF_BYTES)
@@ -909,8 +1021,8 @@ class _PlanReadsFn(beam.DoFn):
         fmt = self._fmt if self._fmt != "auto" else sniff(head)
         if fmt == "jsonl" and size > RANGE_BYTES:
             yield from plan_reads(uri, fmt, size, head, _iter_chunks(uri))
-        else:
-            yield ReadPlan(uri, fmt, 0, -1, 1)
+        else:  # "auto" stays: the reader checks the whole file (`detect`)
+            yield ReadPlan(uri, self._fmt, 0, -1, 1)
 
 
 class _ReadPlanFn(beam.DoFn):
@@ -950,6 +1062,7 @@ class _ReadPlanFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(REJECTS, reject(plan.uri, None, "read", "unreadable", str(e)))
             return
         self._progress(data, plan)
+        crash_point("after-read")
         batch, rejects = read_plan_batch(plan, data)
         self._updates.inc(batch.num_rows)
         for r in rejects:

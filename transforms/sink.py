@@ -272,7 +272,12 @@ def _manifest_path(root: str, token: str) -> str:
 def crash_point(name: str) -> None:
     """Fault injection for the crash and concurrency tests: SIGKILL this process at the named
     point when NEWSEVENTS_CRASH_AT names it; sleep there when NEWSEVENTS_PAUSE_AT is
-    `name:seconds`. No effect otherwise."""
+    `name:seconds`; with NEWSEVENTS_MARK_DIR, first create the file MARK_DIR/name, so a test
+    knows the run got there (and kills it there, not while importing or after it finished).
+    No effect otherwise."""
+    marks = os.environ.get("NEWSEVENTS_MARK_DIR")
+    if marks:
+        open(os.path.join(marks, name), "a").close()
     if os.environ.get("NEWSEVENTS_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
     pause = os.environ.get("NEWSEVENTS_PAUSE_AT", "")
@@ -395,20 +400,35 @@ def migrate(root: str) -> list[str]:
     return done
 
 
+class OutputStateError(Exception):
+    """The output's staging area cannot be listed or a commit manifest cannot be read or carried
+    out: the run stops before it writes (reported as one line), rather than skip an unfinished
+    commit that a later run would then replay over newer files."""
+
+
+def _first_line(e: Exception) -> str:
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__).splitlines()[0]
+
+
 def recover(root: str) -> int:
     """At start-up, with the output locked: finish every commit a killed run left half done and
-    drop the staging folders of runs killed before their commit point. Returns commits finished."""
+    drop the staging folders of runs killed before their commit point. Returns commits finished.
+    OutputStateError when the staging folder cannot be listed or a manifest not carried out."""
     root = root.rstrip("/")
     staging = join(root, STAGING)
     try:
         metas = FileSystems.match([join(staging, "*")])[0].metadata_list
-    except Exception:
-        return 0
+    except Exception as e:  # noqa: BLE001 - any listing failure: never "nothing to recover"
+        raise OutputStateError(f"cannot list {staging} to finish an interrupted commit: {_first_line(e)}") from None
     finished = 0
     for m in sorted(metas, key=lambda m: m.path):
         if m.path.endswith(COMMIT_SUFFIX):
-            with FileSystems.open(m.path, compression_type="uncompressed") as f:
-                apply_commit(root, json.loads(f.read().decode("utf-8")))
+            try:
+                with FileSystems.open(m.path, compression_type="uncompressed") as f:
+                    manifest = json.loads(f.read().decode("utf-8"))
+                apply_commit(root, manifest)
+            except Exception as e:  # noqa: BLE001
+                raise OutputStateError(f"cannot finish the interrupted commit {m.path}: {_first_line(e)}") from None
             finished += 1
     # what is left under _staging belongs to runs that died before committing: discard it
     left = FileSystems.match([join(staging, "**")])[0].metadata_list if FileSystems.exists(staging) or "://" in root else []

@@ -1,16 +1,22 @@
-"""newsevents every day at 02:15 UTC from Airflow (2.x or 3.x): one Beam run per day's drop.
+"""newsevents every day at 02:15 UTC from Airflow (2.4+ or 3.x): one run per day's drop.
 
 The run for day D (`{{ ds }}`) starts on D+1 at 02:15 UTC and merges DROPS/D/ into the one output
-dataset; on the DirectRunner the task runs
+dataset. The task runs newsevents in its own interpreter (NEWSEVENTS_PYTHON, a virtualenv with
+newsevents and its pinned dependencies; Beam's dependencies conflict with Airflow's, so the two
+are not installed together):
 
-    PYTHON .../pipelines/news_events.py --runner=DirectRunner --input=DROPS/{date} \
-        --output=OUTPUT --date=D --labels=airflow-version=...
+    NEWSEVENTS_PYTHON -m pipelines.news_events --input DROPS/{date} --output OUTPUT --date D \
+        [--runner R] [--key=value for each NEWSEVENTS_BEAM_OPTIONS entry]
 
-(the operator turns `pipeline_options` into `--key=value` flags; newsevents replaces `{date}`
-by `--date`). What the schedule relies on (docs/scheduling.md): runs are idempotent and
-incremental, so catch-up, backfill and "clear" reruns give the same rows as one run over every
-day; one run at a time per output (`max_active_runs=1`; a run that still finds the output
-locked exits 75 and the task is retried after `retry_delay`).
+(`python -m pipelines.news_events` is `newsevents run`; newsevents replaces `{date}` by
+`--date`). Only Airflow's core operators are used (PythonOperator): no provider package is
+needed, for the local DirectRunner or for Flink, Spark or Dataflow (the runner options go to Beam).
+
+What the schedule relies on (docs/scheduling.md): runs are idempotent and incremental, so
+catch-up, backfill and "clear" reruns give the same rows as one run over every day; one run at a
+time per output (`max_active_runs=1`). Exit status 75 (another run holds the output) is the only
+failure retried (`retries`, `retry_delay`); a user error (exit 2) or a failed run (any other
+status) fails the task at once, without retries: run it again (clear the task) once it is fixed.
 
 The schedule is an explicit `CronDataIntervalTimetable`: a bare cron string means the day *of*
 the run in Airflow 3 (`CronTriggerTimetable`) but the day *before* it in Airflow 2.
@@ -19,62 +25,79 @@ Settings. Airflow Variables, read when the task runs (a manual trigger's params 
     newsevents_drops     folder of the daily drop folders        default /data/drops
     newsevents_output    output dataset                          default /data/news
     newsevents_runner    DirectRunner, FlinkRunner, ...          default DirectRunner
-    newsevents_py_file   pipelines/news_events.py to run         default: the one Airflow can import,
-                                                                 else /opt/newsevents/pipelines/...
 Environment of the scheduler and workers, read when this file is parsed:
-    NEWSEVENTS_PYTHON        interpreter with newsevents installed (default: Airflow's own)
+    NEWSEVENTS_PYTHON        interpreter with newsevents installed (default: `.venv/bin/python`
+                             of the checkout this file is in, as the README's quick start makes it)
     NEWSEVENTS_START_DATE    first day of drops (default 2024-01-01): catch-up starts there
     NEWSEVENTS_BEAM_OPTIONS  JSON object of runner options added to every run, e.g.
                              {"flink_master": "jobmanager:8081", "environment_type": "EXTERNAL",
                               "environment_config": "localhost:50000"}
-newsevents and its pinned dependencies are installed in NEWSEVENTS_PYTHON beforehand
-(`pip install -c constraints.txt newsevents-0.1.0-py3-none-any.whl`), so `py_requirements` stays
-None: a per-run virtualenv would reinstall Beam every day (`py_system_site_packages` only
-applies to that virtualenv). DataflowRunner also needs `dataflow_config` (project_id, location)
-on the operator and `temp_location` among the options (runners/dataflow.md).
-
-Requires apache-airflow-providers-apache-beam and, even for the DirectRunner,
-apache-airflow-providers-google (provider 6.3 refuses to create the operator without it).
-Importable only where Airflow is installed. Airflow 3 backfills have their own run limit:
+    NEWSEVENTS_LOCKED_RETRIES, NEWSEVENTS_LOCKED_RETRY_MINUTES  retries while the output is
+                             locked (default 3, 10 minutes apart)
+DataflowRunner also needs `project`, `region` and `temp_location` among the options
+(runners/dataflow.md). Airflow 3 backfills have their own run limit:
 `airflow backfill create --dag-id newsevents_daily --from-date ... --to-date ... --max-active-runs 1`.
 """
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
+import subprocess
 import sys
 
-from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+from airflow.exceptions import AirflowException, AirflowFailException
 
 try:  # Airflow 3
     from airflow.sdk import DAG, CronDataIntervalTimetable
+    from airflow.providers.standard.operators.python import PythonOperator
 except ImportError:  # Airflow 2
     from airflow import DAG
+    from airflow.operators.python import PythonOperator
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 SCHEDULE = "15 2 * * *"  # 02:15 UTC, for the UTC day that ended at midnight
-PYTHON = os.environ.get("NEWSEVENTS_PYTHON") or sys.executable
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_PYTHON = os.path.join(CHECKOUT, ".venv", "bin", "python")
+PYTHON = os.environ.get("NEWSEVENTS_PYTHON") or DEFAULT_PYTHON
 START_DATE = dt.datetime.fromisoformat(os.environ.get("NEWSEVENTS_START_DATE", "2024-01-01")).replace(
     tzinfo=dt.timezone.utc)
 EXTRA_OPTIONS = json.loads(os.environ.get("NEWSEVENTS_BEAM_OPTIONS") or "{}")
-
-
-def _installed_py_file() -> str:
-    """pipelines/news_events.py of the newsevents installed here, else the usual checkout path."""
-    try:
-        spec = importlib.util.find_spec("pipelines.news_events")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin and spec.origin.endswith(os.path.join("pipelines", "news_events.py")):
-        return spec.origin
-    return "/opt/newsevents/pipelines/news_events.py"
+LOCKED_RETRIES = int(os.environ.get("NEWSEVENTS_LOCKED_RETRIES", "3"))
+LOCKED_RETRY_MINUTES = float(os.environ.get("NEWSEVENTS_LOCKED_RETRY_MINUTES", "10"))
+EXIT_LOCKED = 75
 
 
 def _setting(name: str, default: str) -> str:
     """Template: the trigger's param `name`, else Variable `newsevents_<name>`, else `default`."""
     return "{{ params.%s or var.value.get('newsevents_%s', %r) }}" % (name, name, default)
+
+
+def command(python: str, drops: str, output: str, date: str, runner: str, extra: dict) -> list[str]:
+    """The newsevents command line of one day's run."""
+    argv = [python, "-m", "pipelines.news_events", "--input", drops.rstrip("/") + "/{date}",
+            "--output", output, "--date", date]
+    if runner:
+        argv.append(f"--runner={runner}")
+    return argv + [f"--{k}={v}" for k, v in extra.items()]
+
+
+def run_newsevents(python: str, drops: str, output: str, date: str, runner: str, extra: dict) -> None:
+    """Run one day; its output goes to the task log. Exit 75 raises a retryable error; any other
+    failure fails the task without retries."""
+    if not os.access(python, os.X_OK):
+        raise AirflowFailException(f"NEWSEVENTS_PYTHON {python} is not an executable interpreter; "
+                                   "set it to the python of the virtualenv newsevents is installed in")
+    argv = command(python, drops, output, date, runner, extra)
+    print("running:", " ".join(argv), flush=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # into the task log
+        print(line.rstrip("\n"), flush=True)
+    proc.wait()
+    if proc.returncode == EXIT_LOCKED:
+        raise AirflowException(f"output {output} is locked by another run (exit 75): retried later")
+    if proc.returncode != 0:
+        raise AirflowFailException(f"newsevents exited with status {proc.returncode} (not retried)")
 
 
 with DAG(
@@ -85,24 +108,22 @@ with DAG(
     catchup=True,  # a new or paused DAG runs every missed day, one at a time
     max_active_runs=1,  # runs on one output must not overlap
     default_args={
-        "retries": 3,  # exit 75 (output locked) and transient failures
-        "retry_delay": dt.timedelta(minutes=10),
+        "retries": LOCKED_RETRIES,  # used only for exit 75: other failures raise AirflowFailException
+        "retry_delay": dt.timedelta(minutes=LOCKED_RETRY_MINUTES),
     },
     params={"drops": "", "output": "", "runner": ""},
     tags=["newsevents"],
     doc_md=__doc__,
 ) as dag:
-    BeamRunPythonPipelineOperator(
+    PythonOperator(
         task_id="newsevents_run",
-        py_file="{{ var.value.get('newsevents_py_file', %r) }}" % _installed_py_file(),
-        py_interpreter=PYTHON,
-        py_requirements=None,
-        py_system_site_packages=False,
-        runner=_setting("runner", "DirectRunner"),
-        pipeline_options={
-            "input": _setting("drops", "/data/drops") + "/{date}",
+        python_callable=run_newsevents,
+        op_kwargs={
+            "python": PYTHON,
+            "drops": _setting("drops", "/data/drops"),
             "output": _setting("output", "/data/news"),
             "date": "{{ ds }}",
-            **EXTRA_OPTIONS,
+            "runner": _setting("runner", "DirectRunner"),
+            "extra": EXTRA_OPTIONS,
         },
     )
