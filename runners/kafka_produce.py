@@ -28,7 +28,8 @@ def timestamp_ms(line: bytes) -> int | None:
         return None
 
 
-def produce(uri: str, lines, timeout: float = 30.0) -> int:
+def produce(uri: str, lines, timeout: float = 30.0, default_ms: int | None = None) -> int:
+    """Produce each non-blank line; `default_ms` stamps the lines without a readable time (else now)."""
     from confluent_kafka import Producer
     from urllib.parse import urlparse
 
@@ -43,7 +44,7 @@ def produce(uri: str, lines, timeout: float = 30.0) -> int:
         if not line.strip():
             continue
         ts = timestamp_ms(line)
-        producer.produce(topic, line, timestamp=ts if ts is not None else int(time.time() * 1000))
+        producer.produce(topic, line, timestamp=ts if ts is not None else default_ms or int(time.time() * 1000))
         n += 1
     if producer.flush(timeout):
         raise SystemExit(f"kafka_produce: records not delivered within {timeout}s to {uri}")

@@ -4,8 +4,8 @@
       -> ReadFromKafka (Beam's cross-language KafkaIO; record timestamp = Kafka CreateTime,
          which the producer sets to the update's publication time)
       -> DayOf: (publication day, day start, record bytes)
-      -> lateness gate (`transforms.windowing._LateGateFn`): a record whose day closed more
-         than --allowed-lateness before the watermark -> `rejects` (stage window, reason late)
+      -> lateness gate (`_ClockGateFn`): a record whose day closed more than --allowed-lateness
+         before the stream's clock -> `rejects` (stage window, reason late)
       -> one-day windows, fired when the watermark passes the day's end and again for each
          late record within the allowed lateness (discarding: a pane holds only new records)
       -> CommitDay: the pane's records, as one JSONL file under OUTPUT/_stream/, are run
@@ -50,8 +50,11 @@ from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWa
 from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import Duration
 
+from apache_beam.coders import VarIntCoder
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+
 from transforms.common import reject, stable_hash
-from transforms.windowing import DAY_SECONDS, LATE, _LateGateFn
+from transforms.windowing import DAY_SECONDS, LATE, WINDOW_RETENTION_SECONDS
 
 STREAM_DIR = "_stream"
 EXIT_LOCKED = 75  # pipelines.cli: another run holds the output
@@ -71,6 +74,34 @@ def day_of(value: bytes, ts) -> tuple[str, int, bytes]:
     seconds = int(ts.micros // 1_000_000)
     start = seconds - seconds % DAY_SECONDS
     return dt.datetime.fromtimestamp(start, dt.timezone.utc).date().isoformat(), start, value
+
+
+class _ClockGateFn(beam.DoFn):
+    """Routes records that come after their day closed: day end + allowed lateness at or before
+    the stream's clock, the latest record timestamp seen so far. That clock is the source's own
+    watermark rule (KafkaIO's CreateTime policy: the latest timestamp of the partition), kept
+    here in state, so the decision needs no timer: on the Flink runner an event-time timer
+    behind a watermark that no longer moves (a quiet topic) does not fire, and the hourly
+    ticking gate of `transforms.windowing` stalled there. With several partitions the clock is
+    the latest of all of them, so a record is refused no later than Beam's watermark would.
+    Example: allowed lateness 7d, clock 2024-03-20T10:00Z: a record of 2024-03-12 is late
+    (that day closed 2024-03-20T00:00Z), one of 2024-03-13 passes and rewrites its day."""
+
+    CLOCK = ReadModifyWriteStateSpec("clock", VarIntCoder())
+
+    def __init__(self, allowed_lateness: int):
+        self._lateness = allowed_lateness
+
+    def process(self, keyed, ts=beam.DoFn.TimestampParam, clock=beam.DoFn.StateParam(CLOCK)):
+        _, (day, start, value) = keyed
+        seen = clock.read()
+        if seen is not None and start + DAY_SECONDS + self._lateness <= seen:
+            yield beam.pvalue.TaggedOutput(LATE, (day, value))
+            return
+        seconds = int(ts.micros // 1_000_000)
+        if seen is None or seconds > seen:
+            clock.write(seconds)
+        yield day, value
 
 
 class _DayOfFn(beam.DoFn):
@@ -188,7 +219,7 @@ class StreamFromKafka(beam.PTransform):
             p
             | "ReadFromKafka" >> read
             | "DayOf" >> beam.ParDo(_DayOfFn())
-            | "LateGate" >> beam.ParDo(_LateGateFn(self._lateness))
+            | "LateGate" >> beam.ParDo(_ClockGateFn(self._lateness))
             .with_output_types(Tuple[str, bytes]).with_outputs(LATE, main="on_time")
         )
         committed = (
@@ -197,8 +228,8 @@ class StreamFromKafka(beam.PTransform):
                 FixedWindows(DAY_SECONDS),
                 trigger=AfterWatermark(late=AfterCount(1)),
                 accumulation_mode=AccumulationMode.DISCARDING,
-                # the gate refuses what is later than this; the window keeps a day past it
-                allowed_lateness=Duration(seconds=self._lateness + DAY_SECONDS))
+                # the gate decides what is late; the window must never drop what it let through
+                allowed_lateness=Duration(seconds=WINDOW_RETENTION_SECONDS))
             | "GroupDay" >> beam.GroupByKey()
             | "CommitDay" >> beam.ParDo(_CommitDayFn(self._root, self._topic, self._args))
         )
