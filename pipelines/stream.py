@@ -7,8 +7,8 @@ batch sink's manifest), so nothing half-written is visible.
 
 A restart reads the topic again from its earliest offset (offsets are not committed to Kafka:
 a record read but still waiting in an open day's window would otherwise be skipped after a
-stop). Records already committed come back as redeliveries, which the batch pipeline counts
-in `quality.redelivered` and does not write twice.
+stop). Records already committed come back and are left out by each day's ledger
+(`transforms.stream`), so none is counted twice.
 """
 from __future__ import annotations
 

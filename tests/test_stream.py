@@ -207,3 +207,26 @@ def test_kafka_stream_on_flink_commits_days_while_running(services, tmp_path):
         part.startswith(("_", ".")) for part in p.relative_to(out).parts)]
     assert visible and all(p.suffix == ".parquet" for p in visible), visible
     assert query(out, f"SELECT count(*) FROM events WHERE event_date = DATE '{d3}'")[0][0] == after
+
+    # a restart reads the topic again: every record comes back, none is counted twice
+    kept = {t: _rows(out, t, today.isoformat()) for t in ("events", "duplicates")}
+    log2 = tmp_path / "job2.log"
+    with open(log2, "wb") as logf:
+        job = subprocess.Popen(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: (_committed(log2, d3) and _committed(log2, d2)
+                           and "late record for" in log2.read_text(errors="replace")) or job.poll() is not None,
+                  "the restarted job to commit the days again", log2)
+        assert job.poll() is None, "the restarted job ended on its own"
+        for table, rows in kept.items():
+            assert _rows(out, table, today.isoformat()) == rows, table
+        assert query(out, "SELECT count(*) FROM rejects WHERE reason = 'late'") == [(1,)]
+    finally:
+        if job.poll() is None:
+            os.kill(job.pid, signal.SIGINT)
+        try:
+            code = job.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            code = "killed after 90 s"
+    assert code == 0, log2.read_text(errors="replace")[-3000:]

@@ -14,9 +14,10 @@
 Why a batch run per pane: the batch pipeline is incremental and redelivery-safe (an update is
 identified by what it is, DESIGN.md), commits a run's files all at once by rename (readers see
 whole days, never part of one) and recovers what a killed run left. A pane run therefore
-commits its day's partitions of every table as a unit, a late pane rewrites its day with the
-new update merged into the existing rows, and a record delivered again after a restart is
-counted as redelivered, not twice. Snapshot dedup, near dedup and the incremental state are
+commits its day's partitions of every table as a unit, and a late pane rewrites its day with
+the new update merged into the existing rows. A record delivered again after a restart is
+left out of the pane by the day's ledger (`_stream/TOPIC/day=.../committed.txt`, the records
+already committed), so it is never counted twice. Snapshot dedup, near dedup and the incremental state are
 the batch pipeline's own, so the stream and a batch run over the same records give the same
 rows. What this does not do: the per-step work of the pipeline (split, normalize, dedup) does
 not run on the stream engine's workers; it runs in the pane's batch run, on the worker that
@@ -140,24 +141,34 @@ class _CommitDayFn(beam.DoFn):
     def process(self, keyed):
         day, records = keyed
         records = sorted(set(bytes(r) for r in records))
-        if not records:
+        # the day's ledger: the records already committed (after a restart they come again)
+        ledger = os.path.join(self._root, STREAM_DIR, self._topic, f"day={day}", "committed.txt")
+        done = set(open(ledger).read().split()) if os.path.exists(ledger) else set()
+        keys = {stable_hash(r.hex(), 32): r for r in records}
+        new = sorted(r for k, r in keys.items() if k not in done)
+        log = logging.getLogger("newsevents.stream")
+        if not new:
+            log.warning("committed day %s: 0 new records (%d already committed)", day, len(records))
+            yield day, 0
             return
-        path = pane_file(self._root, self._topic, day, records)
-        write_atomically(path, record_lines(records))
+        path = pane_file(self._root, self._topic, day, new)
+        write_atomically(path, record_lines(new))
         cmd = [sys.executable, "-m", "pipelines.cli", "run", "--input", path, "--output", self._root,
                "--format", "jsonl", *self._args]
         deadline = time.monotonic() + self._wait
         while True:
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != EXIT_LOCKED or time.monotonic() > deadline:
+            done_run = subprocess.run(cmd, capture_output=True, text=True)
+            if done_run.returncode != EXIT_LOCKED or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        if done.returncode != 0:
-            raise RuntimeError(f"committing day {day} ({len(records)} records) failed: "
-                               f"{(done.stderr or done.stdout).strip()[-2000:]}")
-        logging.getLogger("newsevents.stream").warning(
-            "committed day %s: %d records (%s)", day, len(records), os.path.basename(path))
-        yield day, len(records)
+        if done_run.returncode != 0:
+            raise RuntimeError(f"committing day {day} ({len(new)} records) failed: "
+                               f"{(done_run.stderr or done_run.stdout).strip()[-2000:]}")
+        # a stop between the run's commit and this line runs the same pane file again after a
+        # restart: the same file read again gives the same rows (the batch run is idempotent)
+        write_atomically(ledger, "".join(f"{k}\n" for k in sorted(done | set(keys))).encode())
+        log.warning("committed day %s: %d records (%s)", day, len(new), os.path.basename(path))
+        yield day, len(new)
 
 
 class _LateRejectsFn(beam.DoFn):
@@ -188,7 +199,8 @@ class _LateRejectsFn(beam.DoFn):
 class StreamFromKafka(beam.PTransform):
     """Reads `kafka://HOST:PORT/TOPIC` and commits each closed day (see the module docstring).
 
-    Output: (day, records committed) per pane and (day, 1) per too-late record."""
+    Output: `committed`, (day, records) per committed pane (day windows), and `late`, (day, 1)
+    per too-late record (global window: the gate runs before the day windows)."""
 
     def __init__(self, uri: str, root: str, allowed_lateness: int, expansion_service: str | None,
                  run_args: list[str], group_id: str | None = None):
@@ -234,4 +246,4 @@ class StreamFromKafka(beam.PTransform):
             | "CommitDay" >> beam.ParDo(_CommitDayFn(self._root, self._topic, self._args))
         )
         late = gated[LATE] | "LateRejects" >> beam.ParDo(_LateRejectsFn(self._root, self._uri))
-        return (committed, late) | "Committed" >> beam.Flatten()
+        return {"committed": committed, "late": late}
