@@ -6,8 +6,9 @@
       -> DayOf: (publication day, day start, record bytes)
       -> lateness gate (`_ClockGateFn`): a record whose day closed more than --allowed-lateness
          before the stream's clock -> `rejects` (stage window, reason late)
-      -> one-day windows, fired when the watermark passes the day's end and again for each
-         late record within the allowed lateness (discarding: a pane holds only new records)
+      -> one-day windows, fired when the watermark passes the day's end and again, within
+         LATE_PANE_SECONDS, for the late records within the allowed lateness (discarding:
+         a pane holds only new records)
       -> CommitDay: the pane's records, as one JSONL file under OUTPUT/_stream/, are run
          through the batch pipeline (`newsevents run`, local runner) into OUTPUT
 
@@ -47,7 +48,7 @@ from typing import Tuple
 from urllib.parse import urlparse
 
 import apache_beam as beam
-from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
+from apache_beam.transforms.trigger import AccumulationMode, AfterProcessingTime, AfterWatermark
 from apache_beam.transforms.window import FixedWindows
 from apache_beam.utils.timestamp import Duration
 
@@ -59,6 +60,7 @@ from transforms.windowing import DAY_SECONDS, LATE, WINDOW_RETENTION_SECONDS
 
 STREAM_DIR = "_stream"
 EXIT_LOCKED = 75  # pipelines.cli: another run holds the output
+LATE_PANE_SECONDS = 2
 
 
 def parse_kafka_uri(uri: str) -> tuple[str, str]:
@@ -238,7 +240,9 @@ class StreamFromKafka(beam.PTransform):
             gated.on_time
             | "DayWindows" >> beam.WindowInto(
                 FixedWindows(DAY_SECONDS),
-                trigger=AfterWatermark(late=AfterCount(1)),
+                # late records that come together (a backlog) share one pane: one run per
+                # LATE_PANE_SECONDS and day, not one per record
+                trigger=AfterWatermark(late=AfterProcessingTime(LATE_PANE_SECONDS)),
                 accumulation_mode=AccumulationMode.DISCARDING,
                 # the gate decides what is late; the window must never drop what it let through
                 allowed_lateness=Duration(seconds=WINDOW_RETENTION_SECONDS))
