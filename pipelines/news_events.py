@@ -390,6 +390,9 @@ def run(argv: list[str] | None = None):
     # without this they use none (S3: "Must provide one of client or options") or a previous run's
     FileSystems.set_options(options)
     opts = options.view_as(NewsEventsOptions)
+    from pipelines.stream import is_stream, run_stream  # the live stream: pipelines/stream.py
+    if is_stream([x for group in (opts.input or []) for x in group]):
+        return run_stream(argv, options)
     if opts.output:
         check_output(opts.output)
     plan = preflight(options, argv)
