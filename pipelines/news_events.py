@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines.lock import OutputLock
+from pipelines.stream import is_stream, run_stream  # the live stream; also registers its options
 from transforms.common import REJECTS
 from transforms.event_time import resolve_batch
 from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots, NearDetector
@@ -390,7 +391,6 @@ def run(argv: list[str] | None = None):
     # without this they use none (S3: "Must provide one of client or options") or a previous run's
     FileSystems.set_options(options)
     opts = options.view_as(NewsEventsOptions)
-    from pipelines.stream import is_stream, run_stream  # the live stream: pipelines/stream.py
     if is_stream([x for group in (opts.input or []) for x in group]):
         return run_stream(argv, options)
     if opts.output:
