@@ -2,6 +2,7 @@
 # newsevents on Apache Flink through Beam's FlinkRunner and its Flink job server. Read runners/flink.md.
 #
 #   FLINK_MASTER='[local]' runners/flink.sh INPUT OUTPUT [options...]      # embedded Flink, this machine
+#   FLINK_MASTER='[local]' runners/flink.sh kafka://127.0.0.1:9092/updates OUTPUT --streaming   # live stream
 #   FLINK_MASTER=jobmanager:8081 runners/flink.sh s3://in/** s3://out/news [options...]
 #
 # Settings (environment variables):
@@ -34,6 +35,30 @@ shift 2
 
 args=(--input "$input" --output "$output")
 LOCAL_MASTER=0
+case "$input" in
+  kafka://*)
+    # A Kafka topic: ReadFromKafka runs in Flink's JVM, which needs Beam's Kafka IO on the job
+    # server's classpath and an expansion service beside it: runners/kafka-flink.sh starts both
+    # (on free ports) for this run and stops them after. Runs until SIGINT or SIGTERM.
+    case "${FLINK_MASTER:-}" in
+      "[local]"|"[auto]") ;;
+      *) echo "$0: a kafka:// input runs on the embedded Flink only (FLINK_MASTER='[local]')" >&2; exit 2 ;;
+    esac
+    free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    export JOB_PORT=${JOB_PORT:-$(free_port)} EXPANSION_PORT=${EXPANSION_PORT:-$(free_port)}
+    export SERVICES_DIR=${SERVICES_DIR:-$(mktemp -d -t newsevents-flink-kafka.XXXXXX)}
+    stop_services() { "$repo/runners/kafka-flink.sh" stop >/dev/null 2>&1 || true; }
+    trap stop_services EXIT
+    "$repo/runners/kafka-flink.sh" start >&2
+    LOCAL_MASTER=1
+    check_output_location
+    export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+    "$py" -m pipelines.cli run "${args[@]}" --runner=PortableRunner "--job_endpoint=localhost:$JOB_PORT" \
+      --environment_type=LOOPBACK "--kafka_expansion_service=localhost:$EXPANSION_PORT" \
+      "--parallelism=${PARALLELISM:-2}" "$@"
+    exit $?
+    ;;
+esac
 if [ -n "${JOB_ENDPOINT:-}" ]; then
   args+=(--runner=PortableRunner "--job_endpoint=$JOB_ENDPOINT")
 else
