@@ -6,8 +6,8 @@
 #
 # Without WORKERS (or WORKERS=1) everything runs in this one process. With WORKERS=N it starts
 # N SDK worker processes (--direct_running_mode=multi_processing); the output is the same, row
-# for row (tests/test_portable.py checks it). No --runner is passed: `newsevents run` picks
-# the local runner itself (see runners/README.md on Beam's DirectRunner and Prism).
+# for row (tests/test_portable.py checks it). No --runner is passed: `newsevents run` then
+# runs on Beam's default DirectRunner (see runners/README.md on why it never reaches for Prism).
 # PYTHON picks the interpreter (default: the project's .venv).
 set -euo pipefail
 if [ $# -lt 2 ]; then
