@@ -128,6 +128,18 @@ def _wait_for(predicate, what: str, log: Path, timeout: float = 240.0) -> None:
                          + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
 
 
+def _stop(job: subprocess.Popen, sig: int):
+    """Send `sig` to a job still running and wait for it: its exit status, or a note that it
+    had to be killed after 90 s (the assertion on the status then shows the log)."""
+    if job.poll() is None:
+        os.kill(job.pid, sig)
+    try:
+        return job.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        return "killed after 90 s"
+
+
 def _committed(log: Path, day: str) -> int:
     return log.read_text(errors="replace").count(f"committed day {day}:")
 
@@ -194,13 +206,7 @@ def test_kafka_stream_on_flink_commits_days_while_running(services, tmp_path):
         assert [(s, r) for s, r, _ in rows] == [("window", "late")] and "twelve days ago" in rows[0][2]
         assert query(out, "SELECT count(*) FROM events WHERE article_id = 'late-2'") == [(0,)]
     finally:
-        if job.poll() is None:
-            os.kill(job.pid, signal.SIGTERM)
-        try:
-            code = job.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            code = "killed after 90 s"
+        code = _stop(job, signal.SIGTERM)
     assert code == 0, log.read_text(errors="replace")[-3000:]
     # nothing half-written where readers look, and the committed days read back whole
     visible = [p for p in out.rglob("*") if p.is_file() and not any(
@@ -222,11 +228,5 @@ def test_kafka_stream_on_flink_commits_days_while_running(services, tmp_path):
             assert _rows(out, table, today.isoformat()) == rows, table
         assert query(out, "SELECT count(*) FROM rejects WHERE reason = 'late'") == [(1,)]
     finally:
-        if job.poll() is None:
-            os.kill(job.pid, signal.SIGINT)
-        try:
-            code = job.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            code = "killed after 90 s"
+        code = _stop(job, signal.SIGINT)
     assert code == 0, log2.read_text(errors="replace")[-3000:]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import apache_beam as beam
 import numpy as np

@@ -38,7 +38,6 @@ records at once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import subprocess

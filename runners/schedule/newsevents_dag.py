@@ -44,7 +44,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 
 from airflow.exceptions import AirflowException, AirflowFailException
 
