@@ -38,7 +38,7 @@ from transforms.common import filesystem_options
 from transforms.sink import at_end, migrate, recover
 from transforms.state import (ARTICLES, OCCURRENCE_SCHEMA, PriorDays, ReadPriorOccurrences, TouchedArticles,
                               for_snapshots, merge_index)
-from transforms.windowing import LATE, day_marker, day_windows, ResolveEventTime, WindowByDay, parse_duration
+from transforms.windowing import LATE, day_marker, ResolveEventTime, WindowByDay, parse_duration
 
 
 class UsageError(Exception):
@@ -261,15 +261,12 @@ def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) 
     resolver = resolve_batch if opts.event_time == "text" else None
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
     streaming = options.view_as(StandardOptions).streaming
-    windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming), spill=spill)
-    markers = (
-        touched.exclusions
-        | "MarkerDays" >> beam.MapTuple(lambda day, _: day_marker(day, OCCURRENCE_SCHEMA))
-        | "MarkerWindows" >> day_windows()
-    )
-    days = (windowed["windowed"], markers) | "DaysToRecompute" >> beam.Flatten()
+    recompute = touched.exclusions | "DaysToRecompute" >> beam.MapTuple(
+        lambda day, _: day_marker(day, OCCURRENCE_SCHEMA))
+    windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming), spill=spill,
+                                                    recompute=recompute)
     fs_options = filesystem_options(options)
-    deduped = days | "DedupDay" >> DedupDay(near, PriorDays(root, fs_options), touched.exclusions,
+    deduped = windowed["days"] | "DedupDay" >> DedupDay(near, PriorDays(root, fs_options), touched.exclusions,
                                             stager=Stager(root, token, fs_options))
     index = (
         {"keep": touched.index_keep | "KeepAtEnd" >> at_end(),

@@ -13,7 +13,7 @@ from transforms.normalize import canonical_text, fingerprint, normalize_batch, n
 from transforms.read import (RANGE_BYTES, ReadPlan, plan_reads, read_jsonl, read_liveblog, read_plan,
                              read_text_article, sniff)
 from transforms.split import classify, split_update
-from transforms.windowing import resolve_event_times, split_by_day
+from transforms.windowing import day_keys, day_start, resolve_event_times
 
 from .conftest import SEED, need_shared
 
@@ -343,10 +343,10 @@ def test_dedup_day_near_hook_repoints_lineage():
         ("A", "exact", 1.0), ("B", "near", 0.8)]
 
 
-def test_split_by_day_uses_utc_days():
+def test_day_keys_are_utc_days():
     t = resolve_event_times(dedup_snapshots(_blocks([("A", "Late night.", 23, "s"), ("A", "Early.", 0, "s")])))
-    parts = list(split_by_day(t))
-    assert [(d, s, p.num_rows) for d, s, p in parts] == [("2022-02-20", 1645315200, 2)]
+    assert day_keys(t).tolist() == ["2022-02-20", "2022-02-20"]
+    assert day_start("2022-02-20") == 1645315200
 
 
 def test_arrow_schema_from_model():

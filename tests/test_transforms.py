@@ -97,12 +97,12 @@ def test_resolve_and_window_by_day():
                      _block("A", "Early.", 5, day=22, uri="re-scrape")])
 
     def day_and_window(kv, w=beam.DoFn.WindowParam):
-        day, part = kv
-        return day, part.num_rows, w.start.to_utc_datetime().date().isoformat()
+        day, parts = kv
+        return day, sum(t.num_rows for t in parts), w.start.to_utc_datetime().date().isoformat()
 
     with TestPipeline() as p:
         windowed = p | beam.Create([t]) | DedupSnapshots(shards=2) | ResolveEventTime() | WindowByDay()
-        out = windowed["windowed"] | beam.Map(day_and_window)
+        out = windowed["days"] | beam.Map(day_and_window)
         # the re-scrape on the 22nd stays with its event on the 20th
         assert_that(out, equal_to([("2022-02-20", 2, "2022-02-20"), ("2022-02-21", 1, "2022-02-21")]))
 
@@ -112,7 +112,7 @@ def test_dedup_day_groups_by_window():
                      _block("C", "Next day.", 9, day=21, uri="s3")])
     with TestPipeline() as p:
         windowed = p | beam.Create([t]) | DedupSnapshots(shards=3) | ResolveEventTime() | WindowByDay()
-        parts = windowed["windowed"] | DedupDay()
+        parts = windowed["days"] | DedupDay()
         events = parts | beam.Filter(lambda x: x[0] == "events") | beam.Map(lambda x: x[2])
         assert_that(events, matches_rows([("A", 2), ("C", 1)], ["article_id", "mention_count"]), label="ev")
         quality = parts | beam.Filter(lambda x: x[0] == "quality") | beam.Map(
@@ -125,7 +125,7 @@ def test_write_dataset_reads_back(tmp_path):
     rejects = [{"source_uri": "bad.jsonl", "line": 3, "stage": "parse", "reason": "invalid_json", "raw": "{"}]
     with TestPipeline() as p:
         windowed = p | beam.Create([t]) | DedupSnapshots(shards=1) | ResolveEventTime() | WindowByDay()
-        parts = windowed["windowed"] | DedupDay()
+        parts = windowed["days"] | DedupDay()
         committed = {"parts": parts, "rejects": p | "R" >> beam.Create(rejects)} | WriteDataset(str(tmp_path), "tok")
         # 5 files moved into place (the reject's shard and its reading in the hidden state);
         # the undated quality row is derived from the rejects at commit

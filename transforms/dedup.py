@@ -43,7 +43,7 @@ from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 from transforms.sink import STAGED
-from transforms.spill import GroupTables, tables_of
+from transforms.spill import GroupTables
 from transforms.state import index_rows
 
 DEFAULT_SHARDS = 16
@@ -293,9 +293,8 @@ class _DedupDayFn(beam.DoFn):
                           for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam, exclusions=None):
-        day_str, items = element
+        day_str, tables = element
         day = dt.date.fromisoformat(day_str)
-        tables = tables_of(items)
         parts = [t for t in tables if t.num_rows]
         fresh = concat(parts) if parts else None
         table = fresh
@@ -334,11 +333,12 @@ class _DedupDayFn(beam.DoFn):
 
 
 class DedupDay(beam.PTransform):
-    """(day, table) elements in day windows -> (table_name, day, Arrow table, pane index).
+    """`(day, [tables])` per day window (`WindowByDay`'s groups) -> (table_name, day, Arrow
+    table, pane index).
 
-    One group per day window: a day's rows fit one worker (a million blocks is a few hundred
-    MB of Arrow data). With accumulating panes, a later pane carries the whole day again, and
-    its pane index tells the sink to let it replace the earlier one.
+    One day's group on one worker: a day's rows fit one worker (a million blocks is a few
+    hundred MB of Arrow data). With accumulating panes, a later pane carries the whole day
+    again, and its pane index tells the sink to let it replace the earlier one.
 
     With `prior` (a `transforms.state.PriorDays`) and `exclusions` (a PCollection of (day,
     article ids)), each day is recomputed over its earlier rows too, without the rows of the
@@ -347,18 +347,16 @@ class DedupDay(beam.PTransform):
 
     With `stager` (a `transforms.sink.Stager`), the day's events, duplicates and occurrences
     are written to the run's staging folder here, and `(STAGED, record)` travels on instead of
-    the table. The grouped values may be tables or spill references (`transforms.spill`).
+    the table.
     """
 
     def __init__(self, near: NearFn | None = None, prior=None, exclusions=None, stager=None):
         super().__init__()
         self._near, self._prior, self._exclusions, self._stager = near, prior, exclusions, stager
 
-    def expand(self, keyed):
-        grouped = keyed | "GroupDay" >> beam.GroupByKey()
+    def expand(self, days):
         fn = _DedupDayFn(self._near, self._prior, self._stager)
         if self._exclusions is None:
-            return grouped | "DedupInDay" >> beam.ParDo(fn)
-        out = grouped | "DedupInDay" >> beam.ParDo(
+            return days | "DedupInDay" >> beam.ParDo(fn)
+        return days | "DedupInDay" >> beam.ParDo(
             fn, exclusions=beam.pvalue.AsMultiMap(self._exclusions)).with_outputs("index", main="parts")
-        return out

@@ -23,10 +23,12 @@ worker: on one machine any local folder is; across machines it must be shared st
 the runners' own shuffles are the better choice there (spilling is off by default on them,
 see `pipelines.news_events`).
 
-`GroupTables` is the composite every step that groups tables uses: it keys each table's rows,
-carries them across the GroupByKey as tables or as spill references (the policy the launcher
-chose: a folder, or None), and hands the consumer tables either way. A step says only "group
-these tables by this key".
+`GroupTables` is the composite every step that groups tables uses (the snapshot shuffle by
+article shard, the day shuffle by event day): it keys each table's rows, carries them across
+the GroupByKey as tables or as spill references (the policy the launcher chose: a folder, or
+None), and hands the consumer tables either way. A step says only "group these tables by this
+key", and, where it needs one, what happens to the keyed rows before they meet (the day
+shuffle stamps and windows them there).
 """
 from __future__ import annotations
 
@@ -145,23 +147,42 @@ class GroupTables(beam.PTransform):
     file; rows of one key keep their order within each. Windows are the input's: grouping is
     per key and window, as GroupByKey's.
 
+    `between`, when given, is a PTransform applied to the keyed `(key, rows)` elements before
+    they are grouped (rows: a table or a spill reference; `tables_of` reads either). It returns
+    a PCollection, or a dict whose "main" PCollection goes on to the grouping and whose other
+    PCollections are returned beside the groups: then the result is `{"groups": ..., **others}`.
+    `present`, when given, is a PCollection of `(key, table)` elements, already in their
+    windows, that join the grouping as they are (an empty table makes a key's group exist).
+
     Example: `(blocks, prior) | GroupTables(lambda t: shard(t["article_id"]), spill)` gives
     `(shard, [tables])`, each shard's rows of both inputs together.
     """
 
-    def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None):
+    def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None,
+                 between: beam.PTransform | None = None, present=None):
         super().__init__()
-        self._keys, self._spill = keys, spill
+        self._keys, self._spill, self._between, self._present = keys, spill, between, present
 
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
         keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill)
                  for i, pcoll in enumerate(inputs)]
-        return (
-            (keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0])
+        rows = keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0]
+        beside = None
+        if self._between is not None:
+            out = rows | "Between" >> self._between
+            if isinstance(out, dict):
+                beside = {k: v for k, v in out.items() if k != "main"}
+                out = out["main"]
+            rows = out
+        if self._present is not None:
+            rows = (rows, self._present) | "WithPresent" >> beam.Flatten()
+        groups = (
+            rows
             | "Group" >> beam.GroupByKey()
             | "Tables" >> beam.MapTuple(lambda key, items: (key, tables_of(items)))
         )
+        return groups if beside is None else {"groups": groups, **beside}
 
 
 def remove(folder: str) -> None:

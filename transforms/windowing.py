@@ -6,10 +6,12 @@ the event time of a kept row is resolved from its text relative to its publicati
 repeated occurrence takes the event time of its kept row, so a re-scrape never moves an
 event to a later day.
 
-`WindowByDay` is the one place that sets Beam timestamps and windows: each table is split by
-the UTC day of `event_time`; each part is emitted with the timestamp of its day's start and
-put into a one-day `FixedWindows`. The element is keyed by the day (ISO string); with a spill
-folder, the part travels as a `transforms.spill.SpillRef` to its rows.
+`WindowByDay` is the one place that sets Beam timestamps and windows, and the day shuffle:
+each table's rows are keyed by the UTC day of `event_time` (ISO string) and cross the shuffle
+through `transforms.spill.GroupTables` (as tables, or with a spill folder as
+`transforms.spill.SpillRef`s to their rows); each day's part is stamped with its day's start
+and put into a one-day `FixedWindows` before the grouping, which gives `(day, [tables])` per
+day window.
 
 Late data: see `WindowByDay` (batch: nothing is late; streaming: a lateness gate routes
 too-late parts to rejects, and later panes replace a day's rows).
@@ -34,7 +36,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.common import concat, reject
-from transforms.spill import key_groups, tables_of
+from transforms.spill import GroupTables, tables_of
 
 DAY_SECONDS = 86400
 Resolver = Callable[[list[str], list[int]], list]
@@ -72,14 +74,15 @@ class ResolveEventTime(beam.PTransform):
         return tables | "ResolveTimes" >> beam.Map(resolve_event_times, self._resolver)
 
 
-def split_by_day(table: pa.Table, spill: str | None = None):
-    """(day ISO string, day start epoch seconds, part of the table) for each UTC day present.
-    With a `spill` folder the parts are written to one spill file and the third item is the
-    part's `transforms.spill.SpillRef`."""
+def day_keys(table: pa.Table) -> np.ndarray:
+    """Each row's UTC day of `event_time`, as an ISO date string (the day shuffle's key)."""
     days = pc.cast(pc.cast(table.column("event_time"), pa.timestamp("us")), pa.date32())
-    day_num = pc.cast(days, pa.int32()).to_numpy(zero_copy_only=False)
-    for d, part in key_groups(table, day_num, spill):
-        yield (dt.date(1970, 1, 1) + dt.timedelta(days=d)).isoformat(), d * DAY_SECONDS, part
+    return np.datetime_as_string(days.to_numpy(zero_copy_only=False), unit="D")
+
+
+def day_start(day: str) -> int:
+    """Epoch seconds of the start of the UTC day `day` (ISO date)."""
+    return (dt.date.fromisoformat(day) - dt.date(1970, 1, 1)).days * DAY_SECONDS
 
 
 LATE = "late"
@@ -130,7 +133,8 @@ class _LateGateFn(beam.DoFn):
 
     def process(self, keyed, wm=beam.DoFn.StateParam(WATERMARK), horizon=beam.DoFn.StateParam(HORIZON),
                 armed=beam.DoFn.StateParam(ARMED), tick=beam.DoFn.TimerParam(TICK)):
-        _, (day, start, table) = keyed
+        _, (day, table) = keyed
+        start = day_start(day)
         lower = wm.read()
         closes = start + DAY_SECONDS + self._lateness
         if lower is not None and closes <= lower:
@@ -181,20 +185,47 @@ def day_windows() -> beam.WindowInto:
     )
 
 
-def day_marker(day: str, schema: pa.Schema) -> TimestampedValue:
-    """An empty part for `day`: makes the day's window fire so the day is recomputed."""
-    start = (dt.date.fromisoformat(day) - dt.date(1970, 1, 1)).days * DAY_SECONDS
-    return TimestampedValue((day, schema.empty_table()), start)
+def day_marker(day: str, schema: pa.Schema) -> tuple:
+    """An empty part for `day`: makes the day's group exist, so the day is recomputed."""
+    return day, schema.empty_table()
+
+
+class _StampAndWindow(beam.PTransform):
+    """`(day, rows)` -> the same, stamped with the day's start, in its day window; in a
+    streaming run, through the lateness gate first (`_LateGateFn`). Returns {"main", LATE}."""
+
+    def __init__(self, allowed_lateness: int, streaming: bool):
+        super().__init__()
+        self._lateness, self._streaming = allowed_lateness, streaming
+
+    def expand(self, parts):
+        if self._streaming:
+            gated = (
+                parts
+                | "OneKey" >> beam.Map(lambda part: (None, part))
+                | "LateGate" >> beam.ParDo(_LateGateFn(self._lateness))
+                .with_output_types(Tuple[str, Any]).with_outputs(LATE, main="on_time")
+            )
+            on_time, late = gated.on_time, gated[LATE]
+        else:
+            on_time = parts | "StampByDay" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
+            late = parts.pipeline | "NoLateInBatch" >> beam.Create([])
+        return {"main": on_time | "DayWindows" >> day_windows(), LATE: late}
 
 
 class WindowByDay(beam.PTransform):
-    """Tables with `event_time` -> (day, table part) elements in one-day event-time windows.
+    """Tables with `event_time` -> `(day, [tables])`: each event day's rows, grouped in the
+    day's one-day event-time window (output "days"), and the late rows' `rejects` (output LATE).
 
-    The one place where Beam timestamps, windows, trigger and lateness are set. Each table is
-    split by the UTC day of `event_time`; each part is stamped with its day's start and put in a
-    one-day `FixedWindows`, fired when the watermark passes the end of the day and again for
-    every late arrival (accumulating: a later pane carries the whole day, so it replaces the
-    day's rows, never adds to them).
+    The one place where Beam timestamps, windows, trigger and lateness are set, and the day
+    shuffle: the rows cross it through `transforms.spill.GroupTables` (keyed by the UTC day of
+    `event_time`, as tables or spill references), and between keying and grouping each day's
+    part is stamped with its day's start and put in a one-day `FixedWindows`, fired when the
+    watermark passes the end of the day and again for every late arrival (accumulating: a
+    later pane carries the whole day, so it replaces the day's rows, never adds to them).
+
+    `recompute`, when given, is a PCollection of `(day, empty table)` (`day_marker`): each such
+    day gets a group even without new rows (an incremental run recomputes it).
 
     Late data: in a batch run the watermark moves only after all input is read, so no update is
     late. In a streaming run, a part whose day ended more than `allowed_lateness` before the
@@ -207,26 +238,20 @@ class WindowByDay(beam.PTransform):
     """
 
     def __init__(self, allowed_lateness: int = DEFAULT_ALLOWED_LATENESS, streaming: bool = False,
-                 spill: str | None = None):
+                 spill: str | None = None, recompute=None):
         super().__init__()
         if allowed_lateness < 0:
             raise ValueError("--allowed-lateness must not be negative")
         self._lateness, self._streaming, self._spill = allowed_lateness, streaming, spill
+        self._recompute = recompute
 
     def expand(self, tables):
-        spill = self._spill
-        parts = tables | "SplitByDay" >> beam.FlatMap(lambda t: list(split_by_day(t, spill)))
-        if self._streaming:
-            gated = (
-                parts
-                | "OneKey" >> beam.Map(lambda part: (None, part))
-                | "LateGate" >> beam.ParDo(_LateGateFn(self._lateness))
-                .with_output_types(Tuple[str, Any]).with_outputs(LATE, main="on_time")
-            )
-            on_time, late = gated.on_time, gated[LATE]
-        else:
-            on_time = parts | "StampByDay" >> beam.Map(lambda p: TimestampedValue((p[0], p[2]), p[1]))
-            late = parts.pipeline | "NoLateInBatch" >> beam.Create([])
-        windowed = on_time | "DayWindows" >> day_windows()
-        rejects = late | "LateRejects" >> beam.FlatMapTuple(late_rejects)
-        return {"windowed": windowed, LATE: rejects}
+        present = None
+        if self._recompute is not None:
+            present = (self._recompute
+                       | "StampRecompute" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
+                       | "RecomputeWindows" >> day_windows())
+        grouped = tables | "GroupByDay" >> GroupTables(
+            day_keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present)
+        rejects = grouped[LATE] | "LateRejects" >> beam.FlatMapTuple(late_rejects)
+        return {"days": grouped["groups"], LATE: rejects}
