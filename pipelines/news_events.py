@@ -1,8 +1,11 @@
 """The newsevents pipeline: wiring only; every step is a composite in `transforms/`.
 
-    Read -> Split -> Normalize -> DedupSnapshots -> ResolveEventTime -> WindowByDay
-         -> DedupDay (exact, near) -> WriteDataset
+    Read -> Split -> Normalize -> LoadPriorState -> DedupSnapshots -> ResolveEventTime
+         -> WindowByDay -> DedupDay (exact, near) -> UpdateIndex -> WriteDataset
     every step's bad input -> rejects (flattened, written to the `rejects` table)
+
+`preflight(options)` checks the arguments, probes the output, lists the inputs and decides
+the run's policies (a `Plan`) before anything is wired; `build` only wires.
 
 `build(p, options)` returns the named PCollections; `run(argv)` checks the arguments, builds
 and runs. `python -m pipelines.news_events --input ... --output ...` is `newsevents run`.
@@ -35,10 +38,9 @@ from transforms.sink import STAGING, Stager, WriteDataset, join
 from transforms.spill import remove as remove_spill
 from transforms.split import SplitEvents
 from transforms.common import filesystem_options
-from transforms.sink import at_end, migrate, recover
-from transforms.state import (ARTICLES, OCCURRENCE_SCHEMA, PriorDays, ReadPriorOccurrences, TouchedArticles,
-                              for_snapshots, merge_index)
-from transforms.windowing import LATE, day_marker, ResolveEventTime, WindowByDay, parse_duration
+from transforms.sink import migrate, recover
+from transforms.state import LoadPriorState, PriorDays, UpdateIndex
+from transforms.windowing import LATE, ResolveEventTime, WindowByDay, parse_duration
 
 
 class UsageError(Exception):
@@ -187,11 +189,14 @@ class Plan:
     token: str  # this run's id: staging and spill folder names
     spill: str | None  # folder the big shuffles spill to, or None (the runner's own shuffle)
     lateness: int  # allowed lateness in seconds
-    steps: dict  # the configured composites: near, reader, snapshots
+    reader: ReadUpdates  # the configured steps
+    snapshots: DedupSnapshots
+    near: NearDetector | None
 
 
 def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
-    """Check the arguments, list the inputs and choose the run's policies, before any wiring.
+    """Check the arguments, probe the output, list the inputs and choose the run's policies,
+    before any wiring: everything a run can refuse is refused here, in one place.
 
     The policies are the launcher's, decided here once: spill the big shuffles to files
     (`--spill auto` = on with Beam's DirectRunner, whose shuffles live in memory, off with every
@@ -206,6 +211,7 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     patterns = substitute_date(patterns, opts.date)
     if not opts.output:
         raise UsageError("--output is required")
+    check_output(opts.output)
     if opts.event_time not in ("text", "published"):
         raise UsageError(f"--event-time must be text or published, not {opts.event_time!r}")
     try:
@@ -224,62 +230,46 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     token = opts.run_token or uuid.uuid4().hex
     spill = spill_folder(options, token)
     try:  # the steps check their own configuration; here their message becomes a usage error
-        steps = {
-            "near": NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None,
-            "reader": ReadUpdates(opts.format, len(files), input_bytes, every),
-            "snapshots": DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes),
-                                        spill=spill),
-        }
+        reader = ReadUpdates(opts.format, len(files), input_bytes, every)
+        snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
+        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
     except ValueError as e:
         raise UsageError(str(e)) from None
     choose_local_workers(options, list(argv or []), input_bytes)
-    return Plan(files, input_bytes, token, spill, lateness, steps)
+    return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near)
 
 
 def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) -> dict:
-    """Wire the steps. Returns the named PCollections (events/duplicates/quality parts, rejects).
+    """Wire the steps, as the flow in the module docstring (and README) draws them. Returns
+    the named PCollections: `rejects` (every step's), `committed` (files committed, once).
 
     `plan` is what `preflight(options)` decided; without one, build runs preflight itself
     (then on the Pipeline's own copy of the options, which it must not change: pass a plan).
     """
     plan = plan or preflight(options)
     opts = options.view_as(NewsEventsOptions)
-    files, input_bytes, token, spill, lateness = plan.files, plan.input_bytes, plan.token, plan.spill, plan.lateness
-    near, reader, snapshots = plan.steps["near"], plan.steps["reader"], plan.steps["snapshots"]
 
-    read = p | "Files" >> beam.Create(files) | "Read" >> reader
+    root = opts.output.rstrip("/")
+    fs_options = filesystem_options(options)
+    streaming = bool(options.view_as(StandardOptions).streaming)
+
+    read = p | "Files" >> beam.Create(plan.files) | "Read" >> plan.reader
     updates = read["updates"]
     if opts.batch_rows > 0:
         updates = updates | "Rebatch" >> beam.FlatMap(rebatch, opts.batch_rows)
     blocks = updates | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
-    root = opts.output.rstrip("/")
-    new = normalized["blocks"] | "MarkNew" >> beam.Map(for_snapshots, False)
-    touched = new | "TouchedArticles" >> TouchedArticles(root)
-    prior = touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(root)
-    marked = (new, prior) | "DedupSnapshots" >> snapshots
-    resolver = resolve_batch if opts.event_time == "text" else None
-    timed = marked | "ResolveEventTime" >> ResolveEventTime(resolver)
-    streaming = options.view_as(StandardOptions).streaming
-    recompute = touched.exclusions | "DaysToRecompute" >> beam.MapTuple(
-        lambda day, _: day_marker(day, OCCURRENCE_SCHEMA))
-    windowed = timed | "WindowByDay" >> WindowByDay(lateness, streaming=bool(streaming), spill=spill,
-                                                    recompute=recompute)
-    fs_options = filesystem_options(options)
-    deduped = windowed["days"] | "DedupDay" >> DedupDay(near, PriorDays(root, fs_options), touched.exclusions,
-                                            stager=Stager(root, token, fs_options))
-    index = (
-        {"keep": touched.index_keep | "KeepAtEnd" >> at_end(),
-         "new": deduped["index"] | "NewAtEnd" >> at_end()}
-        | "GroupIndex" >> beam.CoGroupByKey()
-        | "MergeIndex" >> beam.MapTuple(merge_index)
-        | "IndexParts" >> beam.MapTuple(lambda shard, t: (ARTICLES, shard, t, 0))
-    )
-    parts = (deduped["parts"] | "PartsAtEnd" >> at_end(), index) | "AllParts" >> beam.Flatten()
+    state = normalized["blocks"] | "LoadPriorState" >> LoadPriorState(root)
+    marked = (state["new"], state["prior"]) | "DedupSnapshots" >> plan.snapshots
+    timed = marked | "ResolveEventTime" >> ResolveEventTime(resolve_batch if opts.event_time == "text" else None)
+    windowed = timed | "WindowByDay" >> WindowByDay(plan.lateness, streaming, plan.spill, recompute=state["recompute"])
+    deduped = windowed["days"] | "DedupDay" >> DedupDay(plan.near, PriorDays(root, fs_options), state["exclusions"],
+                                                        stager=Stager(root, plan.token, fs_options))
+    index = (state["index_keep"], deduped["index"]) | "UpdateIndex" >> UpdateIndex()
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
-    committed = {"parts": parts, "rejects": rejects} | "Write" >> WriteDataset(opts.output, token, [uri for uri, _ in files])
-    return {"parts": parts, "rejects": rejects, "committed": committed, "spill": spill,
-            "input_bytes": input_bytes}
+    committed = ({"parts": (deduped["parts"], index), "rejects": rejects}
+                 | "Write" >> WriteDataset(opts.output, plan.token, [uri for uri, _ in plan.files]))
+    return {"rejects": rejects, "committed": committed}
 
 
 # Input bytes per snapshot shard by default: a shard group then holds ~50k blocks, so a
@@ -390,8 +380,6 @@ def run(argv: list[str] | None = None):
     opts = options.view_as(NewsEventsOptions)
     if is_stream([x for group in (opts.input or []) for x in group]):
         return run_stream(argv, options)
-    if opts.output:
-        check_output(opts.output)
     plan = preflight(options, argv)
     p = beam.Pipeline(options=options)
     build(p, options, plan)

@@ -60,8 +60,8 @@ def test_panes_and_late_rejects():
     with streaming_pipeline() as p:
         windowed = p | stream() | WindowByDay(allowed_lateness=DAY_SECONDS, streaming=True)
         parts = windowed["days"] | DedupDay()
-        events = parts | beam.Filter(lambda x: x[0] == "events") | beam.MapTuple(
-            lambda _, day, t, pane: (day.isoformat(), pane, tuple(sorted(t.column("article_id").to_pylist()))))
+        events = parts | beam.Filter(lambda x: x.table == "events") | beam.Map(
+            lambda x: (x.key.isoformat(), x.pane, tuple(sorted(x.rows.column("article_id").to_pylist()))))
         assert_that(events, equal_to([
             ("2022-02-20", 0, ("A", "B")),      # on time, out-of-order arrival included
             ("2022-02-21", 0, ("C",)),

@@ -113,10 +113,10 @@ def test_dedup_day_groups_by_window():
     with TestPipeline() as p:
         windowed = p | beam.Create([t]) | DedupSnapshots(shards=3) | ResolveEventTime() | WindowByDay()
         parts = windowed["days"] | DedupDay()
-        events = parts | beam.Filter(lambda x: x[0] == "events") | beam.Map(lambda x: x[2])
+        events = parts | beam.Filter(lambda x: x.table == "events") | beam.Map(lambda x: x.rows)
         assert_that(events, matches_rows([("A", 2), ("C", 1)], ["article_id", "mention_count"]), label="ev")
-        quality = parts | beam.Filter(lambda x: x[0] == "quality") | beam.Map(
-            lambda x: (x[1].isoformat(), x[2].column("blocks_read")[0].as_py()))
+        quality = parts | beam.Filter(lambda x: x.table == "quality") | beam.Map(
+            lambda x: (x.key.isoformat(), x.rows.column("blocks_read")[0].as_py()))
         assert_that(quality, equal_to([("2022-02-20", 2), ("2022-02-21", 1)]), label="quality")
 
 

@@ -42,7 +42,7 @@ from apache_beam.metrics import Metrics
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, shard_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
-from transforms.sink import STAGED
+from transforms.parts import Part
 from transforms.spill import GroupTables
 from transforms.state import index_rows
 
@@ -323,18 +323,19 @@ class _DedupDayFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput("index", (shard, rows))
 
 
-    def _part(self, name: str, day: dt.date, table: pa.Table, pane: int) -> tuple:
-        """A day table as a part for the sink; with a stager, big tables are written here
-        and only their staging record travels on (the quality row stays a table: the sink
+    def _part(self, name: str, day: dt.date, table: pa.Table, pane: int):
+        """A day table as a `Part` for the sink; with a stager, big tables are written here
+        and only their `Staged` record travels on (the quality row stays a part: the sink
         adds the day's rejects to it)."""
+        part = Part(name, day, table, pane)
         if self._stager is None or name == "quality":
-            return name, day, table, pane
-        return STAGED, self._stager(name, day, "part-0.parquet", table, pane)
+            return part
+        return self._stager(part)
 
 
 class DedupDay(beam.PTransform):
-    """`(day, [tables])` per day window (`WindowByDay`'s groups) -> (table_name, day, Arrow
-    table, pane index).
+    """`(day, [tables])` per day window (`WindowByDay`'s groups) -> a `transforms.parts.Part`
+    per table of the day (events, duplicates, quality; `_state/occurrences` with `prior`).
 
     One day's group on one worker: a day's rows fit one worker (a million blocks is a few
     hundred MB of Arrow data). With accumulating panes, a later pane carries the whole day
@@ -346,8 +347,8 @@ class DedupDay(beam.PTransform):
     `_state/occurrences`, and the index rows of its new articles on the `index` output.
 
     With `stager` (a `transforms.sink.Stager`), the day's events, duplicates and occurrences
-    are written to the run's staging folder here, and `(STAGED, record)` travels on instead of
-    the table.
+    are written to the run's staging folder here, and their `Staged` record travels on instead
+    of the `Part`.
     """
 
     def __init__(self, near: NearFn | None = None, prior=None, exclusions=None, stager=None):

@@ -32,7 +32,7 @@ import os
 import re
 import signal
 import time
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -41,11 +41,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.trigger import AccumulationMode, AfterWatermark
-from apache_beam.transforms.window import GlobalWindows
 
 from schemas.models import PARTITION, PARTITIONED_TABLES, QUALITY_SCHEMA, REJECT_SCHEMA, TABLE_SCHEMAS
 from transforms.common import filesystem_options, stable_hash, use_filesystem_options  # noqa: F401 (re-exported)
+from transforms.parts import Part, Staged
+from transforms.windowing import at_end
 from transforms.state import ARTICLES, INDEX_SCHEMA, OCCURRENCE_SCHEMA, OCCURRENCES, STATE, read_table
 
 DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -181,30 +181,37 @@ class _RejectShardFn(beam.DoFn):
         old = read_table(join(self._root, REJECT_READINGS, name))
         readings, rejects = merge_rejects(old.to_pylist() if old is not None else [],
                                           [r for r in rows if r is not None], set(self._inputs))
-        yield REJECT_READINGS, None, name, readings, 0
-        yield "rejects", None, name, rejects, 0
+        yield Part(REJECT_READINGS, None, readings, file=name)
+        yield Part("rejects", None, rejects, file=name)
 
 
-def merge_quality(day_key: str, items) -> tuple:
+class RejectOfDay(NamedTuple):
+    """A reject row counted in its day's quality row (`merge_quality`)."""
+
+    late: bool
+
+
+def merge_quality(day_key: str, items) -> Part:
     """The quality row of one day: the latest pane's figures plus the rejects counted for the day.
 
-    items: ("day", pane index, one-row table) from DedupDay, ("reject", is_late) per reject row.
+    items: the day's quality `Part`s (one per pane, from DedupDay) and a `RejectOfDay` per
+    reject row of the day.
     """
     latest, pane = None, -1
     rejected = late = 0
     for item in items:
-        if item[0] == "day":
-            if item[1] > pane:
-                latest, pane = item[2], item[1]
+        if isinstance(item, Part):
+            if item.pane > pane:
+                latest, pane = item.rows, item.pane
         else:
             rejected += 1
-            late += int(item[1])
+            late += int(item.late)
     row = latest.to_pylist()[0] if latest is not None else dict.fromkeys(QUALITY_SCHEMA.names, 0)
     row.update(blocks_read=row["blocks_read"] + rejected, rejected=row["rejected"] + rejected,
                late=row["late"] + late)
     day = dt.date.fromisoformat(day_key) if day_key else None
     table = pa.Table.from_pylist([row] if row["blocks_read"] else [], schema=QUALITY_SCHEMA)
-    return "quality", day, "part-0.parquet", table, 0
+    return Part("quality", day, table)
 
 
 def _day_key(day) -> str:
@@ -220,22 +227,11 @@ def _count_reject(r: dict) -> tuple[int, dict]:
     return reject_shard(r), r
 
 
-def at_end() -> beam.WindowInto:
-    """One global window fired once, when all input is read (in batch, and at the end of a
-    bounded stream): what follows sees every element of the run."""
-    return beam.WindowInto(GlobalWindows(), trigger=AfterWatermark(),
-                           accumulation_mode=AccumulationMode.DISCARDING)
-
-
-# a part already written by the step that made it: (STAGED, (rel, pane, staged path or None))
-STAGED = "_staged"
-
-
 class Stager:
-    """Writes one part under the run's staging folder and returns its record for the commit,
-    (path relative to the root, pane index, staged path); a day partition left without rows is
-    recorded for deletion instead (staged path None). Picklable: a step that makes big tables
-    (DedupDay) writes them itself, so they never travel through the runner."""
+    """Writes one `Part` under the run's staging folder and returns its `Staged` record for the
+    commit; a day partition left without rows is recorded for deletion instead (staged path
+    None). Picklable: a step that makes big tables (DedupDay) writes them itself, so they never
+    travel through the runner."""
 
     def __init__(self, root: str, token: str, fs_options: dict | None = None):
         self._root, self._token, self._fs_options = root.rstrip("/"), token, fs_options or {}
@@ -243,13 +239,13 @@ class Stager:
     def setup(self) -> None:
         use_filesystem_options(self._fs_options)
 
-    def __call__(self, name: str, key, file_name: str, table: pa.Table, pane: int) -> tuple[str, int, str | None]:
-        rel = f"{partition_dir(name, key)}/{file_name}"
-        if table.num_rows == 0 and (key is not None or name in ("rejects", REJECT_READINGS)):
-            return rel, pane, None
-        staged = join(self._root, STAGING, self._token, f"{rel}.pane-{pane}")
-        write_file(staged, parquet_bytes(table.cast(SCHEMAS[name])))
-        return rel, pane, staged
+    def __call__(self, part: Part) -> Staged:
+        rel = f"{partition_dir(part.table, part.key)}/{part.file}"
+        if part.rows.num_rows == 0 and (part.key is not None or part.table in ("rejects", REJECT_READINGS)):
+            return Staged(rel, part.pane, None)
+        staged = join(self._root, STAGING, self._token, f"{rel}.pane-{part.pane}")
+        write_file(staged, parquet_bytes(part.rows.cast(SCHEMAS[part.table])))
+        return Staged(rel, part.pane, staged)
 
 
 class _WriteStagedFn(beam.DoFn):
@@ -261,8 +257,8 @@ class _WriteStagedFn(beam.DoFn):
     def setup(self):
         self._stager.setup()
 
-    def process(self, part: tuple) -> Iterable[tuple[str, int, str | None]]:
-        yield self._stager(*part)
+    def process(self, part: Part) -> Iterable[Staged]:
+        yield self._stager(part)
 
 
 def _manifest_path(root: str, token: str) -> str:
@@ -450,7 +446,7 @@ class _CommitFn(beam.DoFn):
     def setup(self):
         use_filesystem_options(self._fs_options)
 
-    def process(self, staged: list[tuple[str, int, str | None]]):
+    def process(self, staged: list[Staged]):
         root = self._root
         latest: dict[str, tuple[int, str | None]] = {}
         for rel, pane, path in staged:
@@ -469,11 +465,11 @@ class _CommitFn(beam.DoFn):
 
 
 class WriteDataset(beam.PTransform):
-    """Write `(table, day, Arrow table, pane)` parts and reject rows; commit at the end.
+    """Write `Part`s and reject rows; commit at the end.
 
-    Input: a dict with `parts` (from `DedupDay`, any windows: tables to write, or
-    `(STAGED, record)` for files a step already staged with a `Stager`) and `rejects` (reject
-    row dicts; late ones carry their `event_date`). Output: one element, the number of files committed.
+    Input: a dict with `parts` (a PCollection or a tuple of them, in any windows: from
+    `DedupDay` and the index update; `Part`s to write, or `Staged` records of files a step already staged with a `Stager`) and `rejects`
+    (reject row dicts; late ones carry their `event_date`). Output: one element, the number of files committed.
     A day's quality row is the latest pane's figures plus the rejects counted for that day.
     Rejects are written by shard of their record key (`reject_key`), every shard every run
     (`merge_rejects`): one row per refused record, however often and wherever it was read.
@@ -486,23 +482,21 @@ class WriteDataset(beam.PTransform):
         self._root, self._token, self._inputs = root.rstrip("/"), token, list(inputs or [])
 
     def expand(self, pcolls):
-        fs_options = filesystem_options(pcolls["parts"].pipeline.options)
-        parts = pcolls["parts"] | "Unwindow" >> at_end()
+        fs_options = filesystem_options(pcolls["rejects"].pipeline.options)
+        given = pcolls["parts"] if isinstance(pcolls["parts"], (tuple, list)) else (pcolls["parts"],)
+        parts = ([pc | f"Unwindow{i or ''}" >> at_end() for i, pc in enumerate(given)]
+                 | "AllParts" >> beam.Flatten())
         rejects = pcolls["rejects"] | "UnwindowRejects" >> at_end()
-        staged = parts | "StagedParts" >> beam.FlatMap(lambda p: [p[1]] if p[0] == STAGED else [])
-        day_files = (
-            parts
-            | "DataParts" >> beam.Filter(lambda p: p[0] not in ("quality", STAGED))
-            | "DayFileName" >> beam.MapTuple(lambda n, d, t, pane: (n, d, "part-0.parquet", t, pane))
-        )
+        staged = parts | "StagedParts" >> beam.Filter(lambda p: isinstance(p, Staged))
+        day_files = parts | "DataParts" >> beam.Filter(lambda p: isinstance(p, Part) and p.table != "quality")
         quality = (
             (
                 parts
-                | "QualityParts" >> beam.Filter(lambda p: p[0] == "quality")
-                | "QualityByDay" >> beam.MapTuple(lambda n, d, t, pane: (_day_key(d), ("day", pane, t))),
+                | "QualityParts" >> beam.Filter(lambda p: isinstance(p, Part) and p.table == "quality")
+                | "QualityByDay" >> beam.Map(lambda p: (_day_key(p.key), p)),
                 rejects
                 | "DatedRejects" >> beam.Filter(lambda r: r.get(PARTITION) is not None)
-                | "RejectByDay" >> beam.Map(lambda r: (_day_key(r.get(PARTITION)), ("reject", r["stage"] == "window"))),
+                | "RejectByDay" >> beam.Map(lambda r: (_day_key(r.get(PARTITION)), RejectOfDay(r["stage"] == "window"))),
             )
             | "QualityInputs" >> beam.Flatten()
             | "GroupQuality" >> beam.GroupByKey()

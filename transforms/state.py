@@ -10,7 +10,8 @@ Layout under the output root (outside every analyst table, so `DIR/<table>/**` n
     DIR/_state/rejects/part-NN.parquet                             every reading of a refused
         record (written by `transforms.sink`, which keeps one `rejects` row per record)
 
-How a run uses it (`pipelines/news_events.py` wires these steps):
+How a run uses it (`LoadPriorState` before the snapshot dedup, `UpdateIndex` after the day
+dedup; `pipelines/news_events.py` wires them):
 1. `TouchedArticles`: the new blocks, keyed by article shard, meet the index shards they touch
    (only those are read). For every article of the new input, its earlier days come out as
    (day, article_ids) *exclusions*; the index rows of the other articles of those shards are
@@ -23,6 +24,7 @@ How a run uses it (`pipelines/news_events.py` wires these steps):
 3. `DedupDay` (given a `PriorDays` reader) reads every day it recomputes, drops the rows of the
    touched articles (they come recomputed) and dedups the day over old and new rows; days that
    lost all their rows are rewritten empty (their files removed).
+4. `UpdateIndex`: the index shards touched are rewritten: the kept rows plus the new days'.
 So a run over day 2 after day 1 gives the rows one run over both gives, reading only the days
 and index shards the new input touches.
 """
@@ -41,6 +43,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.models import BLOCK_SCHEMA
 from transforms.common import concat, filesystem_options, use_filesystem_options
+from transforms.parts import Part
+from transforms.windowing import at_end, day_marker
 
 STATE = "_state"
 OCCURRENCES = f"{STATE}/occurrences"
@@ -224,3 +228,47 @@ def merge_index(shard: int, grouped) -> tuple[int, pa.Table]:
     t = t.group_by(["article_id", "event_date"]).aggregate([]).sort_by([("article_id", "ascending"),
                                                                         ("event_date", "ascending")])
     return shard, t.cast(INDEX_SCHEMA)
+
+
+class LoadPriorState(beam.PTransform):
+    """New block tables -> what this run needs of the dataset's earlier state (steps 1 and 2
+    of the module docstring), as a dict of PCollections:
+
+    new: the new blocks, as `DedupSnapshots` reads them;
+    prior: the earlier occurrences of the articles the new blocks touch (to dedup again);
+    exclusions: (day, article ids) per earlier day of those articles (`DedupDay` leaves their
+        old rows out of the day and takes them recomputed);
+    recompute: (day, empty table) per such day, so that `WindowByDay` gives the day a group
+        even when no new row lands on it;
+    index_keep: (index shard, the index rows that stay) for `UpdateIndex`.
+    """
+
+    def __init__(self, root: str):
+        super().__init__()
+        self._root = root
+
+    def expand(self, blocks):
+        new = blocks | "MarkNew" >> beam.Map(for_snapshots, False)
+        touched = new | "TouchedArticles" >> TouchedArticles(self._root)
+        return {
+            "new": new,
+            "prior": touched.exclusions | "ReadPrior" >> ReadPriorOccurrences(self._root),
+            "exclusions": touched.exclusions,
+            "recompute": touched.exclusions | "DaysToRecompute" >> beam.MapTuple(
+                lambda day, _: day_marker(day, OCCURRENCE_SCHEMA)),
+            "index_keep": touched.index_keep,
+        }
+
+
+class UpdateIndex(beam.PTransform):
+    """(index rows that stay, index rows of the days recomputed), both (shard, table) -> one
+    `Part` per touched index shard, when the run's input is all read (step 4)."""
+
+    def expand(self, pcolls):
+        keep, new = pcolls
+        return (
+            {"keep": keep | "KeepAtEnd" >> at_end(), "new": new | "NewAtEnd" >> at_end()}
+            | "GroupIndex" >> beam.CoGroupByKey()
+            | "MergeIndex" >> beam.MapTuple(merge_index)
+            | "IndexParts" >> beam.MapTuple(lambda shard, t: Part(ARTICLES, shard, t))
+        )

@@ -32,7 +32,7 @@ from apache_beam.coders import VarIntCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.trigger import AccumulationMode, AfterCount, AfterWatermark
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import FixedWindows, TimestampedValue
+from apache_beam.transforms.window import FixedWindows, GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.common import concat, reject
@@ -183,6 +183,13 @@ def day_windows() -> beam.WindowInto:
         accumulation_mode=AccumulationMode.ACCUMULATING,
         allowed_lateness=Duration(seconds=WINDOW_RETENTION_SECONDS),
     )
+
+
+def at_end() -> beam.WindowInto:
+    """One global window fired once, when all input is read (in batch, and at the end of a
+    bounded stream): what follows sees every element of the run."""
+    return beam.WindowInto(GlobalWindows(), trigger=AfterWatermark(),
+                           accumulation_mode=AccumulationMode.DISCARDING)
 
 
 def day_marker(day: str, schema: pa.Schema) -> tuple:
