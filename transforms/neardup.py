@@ -140,6 +140,7 @@ _CHUNK = 2048            # shingles per signature block (block stays in L2 cache
 _VERIFY_CHUNK = 1 << 16  # shingle lookups per verification block
 _TEXT_BLOCK = 1 << 14    # texts per tokenizing block
 _SIG_BLOCK = 4096        # texts per signature block
+SET_BITS = 40            # shingle-hash bits kept in a set (fewer only above 16M texts per call)
 
 
 @dataclass(frozen=True)
@@ -271,8 +272,9 @@ def _sorted_unique(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class _Sets:
     """Per-text shingle sets as one sorted array of unique keys (text << bits) | h, where h
-    is the top `bits` bits of the shingle's 64-bit hash (bits = 64 - bits needed for the text
-    index, >= 40 for up to 16M texts). Text t's keys are key[offs[t]:offs[t+1]].
+    is the top `bits` bits of the shingle's 64-bit hash (bits = SET_BITS = 40 for up to 16M
+    texts, so a text's set does not depend on the other texts of the call). Text t's keys
+    are key[offs[t]:offs[t+1]].
 
     Set operations compare these truncated hashes: two different shingles of a compared
     pair collide with probability |A| |B| / 2**bits (about 1e-11 for two 30-shingle texts
@@ -288,7 +290,7 @@ def _shingle_sets(texts: pa.Array, k: int, seed: int) -> _Sets:
     """Shingle sets of all texts, built in blocks of `_TEXT_BLOCK` texts so that no
     temporary array outgrows the allocator's reusable heap (fresh memory costs page faults)."""
     n = len(texts)
-    bits = 64 - max(1, (n - 1).bit_length())
+    bits = min(SET_BITS, 64 - max(1, (n - 1).bit_length()))
     if bits < 32:
         raise ValueError(f"too many texts for one call: {n}")
     shift = _U64(bits)
@@ -309,12 +311,12 @@ def _shingle_sets(texts: pa.Array, k: int, seed: int) -> _Sets:
 @dataclass(frozen=True)
 class _Sketch:
     """LSH material of the non-empty texts (rows 0..m-1): `bands[b]` holds, per row, the
-    64-bit hash of band b's signature values with the row index in its low `index_bits`
-    bits; `sig8` the low byte of every signature value (for the agreement estimate)."""
+    64-bit hash of band b's signature values; `sig8` the low byte of every signature value
+    (for the agreement estimate). Both depend on the text alone, never on the other texts of
+    the call, so a text signed on any worker gets the same values."""
 
     bands: np.ndarray   # uint64 (n_bands, m)
     sig8: np.ndarray    # uint8 (m, num_perm)
-    index_bits: int
 
 
 def _band_hash(mins: np.ndarray, n_bands: int, rows: int) -> np.ndarray:
@@ -338,11 +340,10 @@ def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: in
     rng = np.random.default_rng([seed, 0x4E44])
     a = (rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | _U64(1)).astype(np.uint32)
     b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64).astype(np.uint32)
-    x32 = sets.key.astype(np.uint32)  # low 32 bits: hash bits (bits >= 32)
+    # the top 32 of the kept hash bits: a text's signature does not depend on the other texts
+    x32 = (sets.key >> _U64(sets.bits - 32)).astype(np.uint32)
     m = len(rows_of)
     n_bands = num_perm // rows
-    index_bits = max(1, (m - 1).bit_length())
-    low = _U64((1 << index_bits) - 1)
     bands = np.empty((n_bands, m), _U64)
     sig8 = np.empty((m, num_perm), np.uint8)
     bounds = sets.offs[rows_of]
@@ -363,45 +364,60 @@ def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: in
             i = j
         blk = mins[: t1 - t0]
         sig8[t0:t1] = blk
-        keys = (_band_hash(blk, n_bands, rows) & ~low) | np.arange(t0, t1, dtype=_U64)[:, None]
-        bands[:, t0:t1] = keys.T
-    return _Sketch(bands, sig8, index_bits)
+        bands[:, t0:t1] = _band_hash(blk, n_bands, rows).T
+    return _Sketch(bands, sig8)
+
+
+def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (p, q), p < q, of members of the same bucket: `bucket` holds one bucket label
+    per member, sorted, with the members of a bucket in keep-priority order; each member is
+    paired with the next `neighbours` members of its bucket (so a bucket of m members costs
+    O(m), never O(m**2); the near-identical texts that fill big buckets still chain)."""
+    n = len(bucket)
+    empty = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if n < 2:
+        return empty
+    same = bucket[1:] == bucket[:-1]
+    if not same.any():
+        return empty
+    in_run = np.zeros(n, bool)
+    in_run[1:] |= same
+    in_run[:-1] |= same
+    pos = np.flatnonzero(in_run)
+    new_run = np.ones(len(pos), bool)
+    new_run[1:] = ~same[pos[1:] - 1]
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_len = np.diff(np.append(run_start, len(pos)))
+    left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
+    ps, qs = [], []
+    for d in range(1, min(neighbours, int(run_len.max()) - 1) + 1):
+        sel = np.flatnonzero(left >= d)
+        if not len(sel):
+            break
+        ps.append(pos[sel])
+        qs.append(pos[sel + d])
+    return np.concatenate(ps), np.concatenate(qs)
 
 
 def _candidates(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) of rows that share all values of at least one band. Within a bucket
+    """Pairs (i < j) of rows with equal 64-bit hashes of at least one band. Within a bucket
     each row is paired with the next `neighbours` rows in index order."""
     n_bands, m = sk.bands.shape
-    bits = _U64(sk.index_bits)
-    low = _U64((1 << sk.index_bits) - 1)
     out = []
     for band in range(n_bands):
-        # band hash (high bits) | row index (low bits): one plain sort groups equal band
-        # hashes with rows in index order. Hash bits lost to the index only add candidates.
-        key = np.sort(sk.bands[band])
-        hk = key >> bits
-        same = hk[1:] == hk[:-1]
-        if not same.any():
-            continue
-        in_run = np.zeros(m, bool)
-        in_run[1:] |= same
-        in_run[:-1] |= same
-        pos = np.flatnonzero(in_run)
-        members = (key[pos] & low).astype(np.int64)
-        new_run = np.ones(len(pos), bool)
-        new_run[1:] = ~same[pos[1:] - 1]
-        run_id = np.cumsum(new_run) - 1
-        run_start = np.flatnonzero(new_run)
-        run_len = np.diff(np.append(run_start, len(pos)))
-        left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
-        for d in range(1, min(neighbours, int(run_len.max()) - 1) + 1):
-            sel = np.flatnonzero(left >= d)
-            if not len(sel):
-                break
-            out.append(members[sel].astype(_U64) * _U64(m) + members[sel + d].astype(_U64))
-    if not out:
+        order = np.argsort(sk.bands[band], kind="stable")  # equal hashes keep index order
+        p, q = bucket_pairs(sk.bands[band][order], neighbours)
+        if len(p):
+            out.append(order[p].astype(_U64) * _U64(m) + order[q].astype(_U64))
+    return unique_pairs(out, m)
+
+
+def unique_pairs(codes: list, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair codes i * m + j (uint64 arrays) -> the distinct pairs (i, j), ascending."""
+    if not codes:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    code = _sorted_unique(np.concatenate(out))  # members ascend within a bucket: i < j
+    code = _sorted_unique(np.concatenate(codes))
     return (code // _U64(m)).astype(np.int64), (code % _U64(m)).astype(np.int64)
 
 
@@ -506,6 +522,90 @@ def _agreement_floor(
     return np.where(guard | (lo >= threshold * hi), floor, 2.0)
 
 
+def verify_pairs(sets: _Sets, sig8: np.ndarray, ti: np.ndarray, tj: np.ndarray, si: np.ndarray, sj: np.ndarray,
+                 threshold: float, num_perm: int = DEFAULT_NUM_PERM,
+                 min_shingles: int = MIN_CONTAINMENT_SHINGLES, ratio: float = CONTAINMENT_LENGTH_RATIO
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (texts ti[k], tj[k] of `sets`; signature rows si[k], sj[k] of `sig8`)
+    -> (k of the pairs that are edges, their exact scores >= threshold).
+
+    A candidate is dropped unverified when the set sizes alone rule it out, or when its
+    signatures agree far less than the lowest Jaccard that could reach the threshold given
+    the sizes (`_agreement_floor`); the others get their exact score."""
+    floor = _agreement_floor(sets.size[ti], sets.size[tj], threshold, min_shingles, ratio, num_perm)
+    k = np.flatnonzero(floor <= 1.0)
+    if len(k):
+        k = k[_agreement(sig8, si[k], sj[k]) >= floor[k]]
+    score = _scores(sets, ti[k], tj[k], min_shingles, ratio)
+    edge = score >= threshold
+    return k[edge], score[edge]
+
+
+@dataclass(frozen=True)
+class TextSketch:
+    """What a text brings to LSH and verification, computed on any worker for any subset of
+    a day's texts (nothing depends on the other texts of the call): `size` shingles per text,
+    `sig8` low signature bytes (n, num_perm; zero rows for texts without shingles), `bands`
+    band hashes (n, num_perm // rows), `sets` each text's sorted shingle hashes (SET_BITS
+    bits, uint64 little-endian, as binary values: `sets_of` reads them back)."""
+
+    size: np.ndarray
+    sig8: np.ndarray
+    bands: np.ndarray
+    sets: pa.Array
+
+
+def sketch_texts(texts: TextsLike, *, shingle: int = DEFAULT_SHINGLE, num_perm: int = DEFAULT_NUM_PERM,
+                 rows: int = DEFAULT_ROWS, seed: int = 1) -> TextSketch:
+    """`TextSketch` of each text."""
+    _settings(DEFAULT_THRESHOLD, shingle, num_perm, rows)
+    arr = _as_arrow(texts)
+    n = len(arr)
+    sig8 = np.zeros((n, num_perm), np.uint8)
+    bands = np.zeros((n, num_perm // rows), _U64)
+    if n == 0:
+        return TextSketch(np.zeros(0, np.int64), sig8, bands, pa.array([], pa.large_binary()))
+    sets = _shingle_sets(arr, shingle, seed)
+    if sets.bits != SET_BITS:
+        raise ValueError(f"too many texts for one sketch call: {n}")
+    rows_of = np.flatnonzero(sets.size > 0)
+    if len(rows_of):
+        sk = _sketch(sets, rows_of, num_perm, rows, seed)
+        sig8[rows_of] = sk.sig8
+        bands[rows_of] = sk.bands.T
+    values = sets.key & _U64((1 << SET_BITS) - 1)
+    binary = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(sets.offs * 8),
+                                                                     pa.py_buffer(values)])
+    return TextSketch(sets.size.copy(), sig8, bands, binary)
+
+
+def sets_of(binary: pa.Array) -> _Sets:
+    """The shingle sets of `TextSketch.sets` values (any subset, any order), as one `_Sets`."""
+    binary = binary.combine_chunks() if isinstance(binary, pa.ChunkedArray) else binary
+    binary = binary.cast(pa.large_binary()) if binary.type != pa.large_binary() else binary
+    n = len(binary)
+    offs = np.frombuffer(binary.buffers()[1], np.int64, n + 1, binary.offset * 8)
+    data = binary.buffers()[2]
+    lo, hi = int(offs[0]), int(offs[-1])
+    values = np.frombuffer(data, _U64, (hi - lo) // 8, lo) if data is not None and hi > lo else np.zeros(0, _U64)
+    size = np.diff(offs) // 8
+    key = (np.repeat(np.arange(n, dtype=_U64), size) << _U64(SET_BITS)) | values
+    out = np.zeros(n + 1, np.int64)
+    np.cumsum(size, out=out[1:])
+    return _Sets(key, out, size.astype(np.int64), SET_BITS)
+
+
+def set_scores(sets: _Sets, i: np.ndarray, j: np.ndarray, min_shingles: int = MIN_CONTAINMENT_SHINGLES,
+               ratio: float = CONTAINMENT_LENGTH_RATIO) -> np.ndarray:
+    """Exact score of texts i[k] and j[k] of `sets` (`sets_of`)."""
+    return _scores(sets, np.asarray(i, np.int64), np.asarray(j, np.int64), min_shingles, ratio)
+
+
+def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Label of every node 0..n-1 = the smallest node index of its connected component."""
+    return _components(n, np.asarray(i, np.int64), np.asarray(j, np.int64))
+
+
 def _settings(threshold: float, shingle: int, num_perm: int, rows: int) -> None:
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -569,19 +669,9 @@ def near_duplicates(
         return NearDupResult(rep, sim)
     sk = _sketch(sets, rows_of, num_perm, rows, seed)
     ci, cj = _candidates(sk, max_bucket_neighbours)
-    # Drop pairs that cannot reach the threshold: from the set sizes alone, or because their
-    # signatures agree far less than the lowest Jaccard that could reach it given the sizes.
-    a, b = sets.size[rows_of[ci]], sets.size[rows_of[cj]]
-    floor = _agreement_floor(a, b, threshold, min_containment_shingles, containment_length_ratio, num_perm)
-    keep = floor <= 1.0
-    ci, cj, floor = ci[keep], cj[keep], floor[keep]
-    if len(ci):
-        keep = _agreement(sk.sig8, ci, cj) >= floor
-        ci, cj = ci[keep], cj[keep]
-    pi, pj = rows_of[ci], rows_of[cj]
-    score = _scores(sets, pi, pj, min_containment_shingles, containment_length_ratio)
-    edge = score >= threshold
-    rep = _components(n, pi[edge], pj[edge])
+    k, _ = verify_pairs(sets, sk.sig8, rows_of[ci], rows_of[cj], ci, cj, threshold, num_perm,
+                            min_containment_shingles, containment_length_ratio)
+    rep = _components(n, rows_of[ci[k]], rows_of[cj[k]])
     members = np.flatnonzero(rep != np.arange(n))
     if len(members):
         sim[members] = _scores(sets, rep[members], members, min_containment_shingles, containment_length_ratio)
