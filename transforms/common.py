@@ -1,6 +1,7 @@
 """Small helpers shared by the steps: reject rows, stable hashes, batch utilities."""
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import xxhash
 from apache_beam.io.filesystems import FileSystems
@@ -27,6 +28,33 @@ def stable_hash(text: str, hex_chars: int = 16) -> str:
 
 def shard_of(key: str, shards: int) -> int:
     return xxhash.xxh3_64_intdigest(key.encode("utf-8")) % shards
+
+
+_HEX = np.zeros(256, np.uint64)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+
+
+def fingerprint_shards(fps, shards: int) -> np.ndarray:
+    """Shard of each fingerprint (hex digits of a uniform hash): its last 8 digits mod
+    `shards`, computed on the Arrow buffer. Rows with the same fingerprint share a shard."""
+    arr = fps.combine_chunks() if isinstance(fps, pa.ChunkedArray) else fps
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    arr = arr.cast(pa.large_string()) if arr.type != pa.large_string() else arr
+    offs = np.frombuffer(arr.buffers()[1], np.int64, n + 1, arr.offset * 8)
+    ends = offs[1:]
+    if arr.null_count or np.any(ends - offs[:-1] < 8):
+        return np.array([int(f[-8:], 16) % shards if f else 0 for f in arr.to_pylist()], np.int64)
+    data = np.frombuffer(arr.buffers()[2], np.uint8)
+    digits = _HEX[data[ends[:, None] - np.arange(8, 0, -1)]]
+    value = np.zeros(n, np.uint64)
+    for k in range(8):
+        value = (value << np.uint64(4)) | digits[:, k]
+    return (value % np.uint64(shards)).astype(np.int64)
 
 
 def concat_as_first(tables: list[pa.Table]) -> pa.Table:

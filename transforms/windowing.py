@@ -21,6 +21,7 @@ Example: a row with event_time 2022-02-20T23:59Z lands in window [2022-02-20, 20
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from typing import Any, Callable, Tuple
 
@@ -35,7 +36,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.transforms.window import FixedWindows, GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from transforms.common import concat, reject
+from transforms.common import concat, fingerprint_shards, reject
 from transforms.spill import GroupTables, tables_of
 
 DAY_SECONDS = 86400
@@ -80,9 +81,21 @@ def day_keys(table: pa.Table) -> np.ndarray:
     return np.datetime_as_string(days.to_numpy(zero_copy_only=False), unit="D")
 
 
+def day_shard_keys(table: pa.Table, shards: int) -> np.ndarray:
+    """Each row's `day/shard` key: the UTC day of `event_time` and the shard of its
+    fingerprint (`day_of` gives the day back). All rows of a fingerprint on a day share a key."""
+    shard = np.char.zfill(fingerprint_shards(table.column("fingerprint"), shards).astype(str), 4)
+    return np.char.add(np.char.add(day_keys(table).astype(str), "/"), shard)
+
+
+def day_of(key: str) -> str:
+    """The ISO day of a day shuffle key (`day_keys` or `day_shard_keys`)."""
+    return key[:10]
+
+
 def day_start(day: str) -> int:
-    """Epoch seconds of the start of the UTC day `day` (ISO date)."""
-    return (dt.date.fromisoformat(day) - dt.date(1970, 1, 1)).days * DAY_SECONDS
+    """Epoch seconds of the start of the UTC day `day` (ISO date; a `day/shard` key too)."""
+    return (dt.date.fromisoformat(day_of(day)) - dt.date(1970, 1, 1)).days * DAY_SECONDS
 
 
 LATE = "late"
@@ -170,7 +183,7 @@ def late_rejects(day: str, part) -> list[dict]:
     for r in concat(tables_of([part])).select(["source_uri", "line", *cols]).to_pylist():
         raw = json.dumps({c: (r[c].isoformat() if hasattr(r[c], "isoformat") else r[c]) for c in cols},
                          ensure_ascii=False)
-        out.append({**reject(r["source_uri"], r["line"], "window", "late", raw), "event_date": day})
+        out.append({**reject(r["source_uri"], r["line"], "window", "late", raw), "event_date": day_of(day)})
     return out
 
 
@@ -242,23 +255,35 @@ class WindowByDay(beam.PTransform):
 
     Example: allowed lateness 1 day, watermark at 2022-02-23T02:00Z: a part for 2022-02-22 is
     on its way into a late pane; a part for 2022-02-20 is refused as late.
+
+    `shards` > 0 groups each day by fingerprint shard too: the groups are then
+    `("YYYY-MM-DD/NNNN", [tables])` (`day_shard_keys`; `day_of` gives the day), a recompute
+    marker makes every shard of its day exist, and no group holds a whole day.
     """
 
     def __init__(self, allowed_lateness: int = DEFAULT_ALLOWED_LATENESS, streaming: bool = False,
-                 spill: str | None = None, recompute=None):
+                 spill: str | None = None, recompute=None, shards: int = 0):
         super().__init__()
         if allowed_lateness < 0:
             raise ValueError("--allowed-lateness must not be negative")
+        if shards < 0:
+            raise ValueError("shards must not be negative")
         self._lateness, self._streaming, self._spill = allowed_lateness, streaming, spill
-        self._recompute = recompute
+        self._recompute, self._shards = recompute, shards
 
     def expand(self, tables):
         present = None
+        shards = self._shards
         if self._recompute is not None:
-            present = (self._recompute
+            markers = self._recompute
+            if shards:
+                markers = markers | "EveryShard" >> beam.FlatMap(
+                    lambda p: [(f"{p[0]}/{s:04d}", p[1]) for s in range(shards)])
+            present = (markers
                        | "StampRecompute" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
                        | "RecomputeWindows" >> day_windows())
+        keys = functools.partial(day_shard_keys, shards=shards) if shards else day_keys
         grouped = tables | "GroupByDay" >> GroupTables(
-            day_keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present)
+            keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present)
         rejects = grouped[LATE] | "LateRejects" >> beam.FlatMapTuple(late_rejects)
         return {"days": grouped["groups"], LATE: rejects}
