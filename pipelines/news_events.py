@@ -31,6 +31,7 @@ from pipelines.stream import is_stream, run_stream  # the live stream; also regi
 from transforms.common import REJECTS
 from transforms.event_time import resolve_batch
 from transforms.dedup import DEFAULT_SHARDS, DedupDay, DedupSnapshots, NearDetector
+from transforms.dedup_spread import DedupDaySpread
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD
 from transforms.normalize import Normalize
 from transforms.read import FORMATS, ReadUpdates
@@ -89,6 +90,10 @@ class NewsEventsOptions(PipelineOptions):
                             help="at most this many updates per Arrow batch after reading (default 0: one "
                                  "batch per file or 8 MB range); 1 is the element-wise path: every update "
                                  "travels as its own element up to the first shuffle (same output, slower)")
+        parser.add_argument("--day-dedup", "--day_dedup", dest="day_dedup", default="whole",
+                            help="whole (default): each event day deduplicated in one group; spread "
+                                 "(experimental, batch only): by fingerprint and LSH bucket shards, no group "
+                                 "holding a day (BENCHMARKS.md compares them)")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -192,6 +197,7 @@ class Plan:
     reader: ReadUpdates  # the configured steps
     snapshots: DedupSnapshots
     near: NearDetector | None
+    day_shards: int = 0  # 0: DedupDay (a day per group); else DedupDaySpread over this many shards a day
 
 
 def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
@@ -224,6 +230,10 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
         raise UsageError(f"--batch-rows must be 0 (no limit) or more, not {opts.batch_rows}")
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
+    if opts.day_dedup not in ("whole", "spread"):
+        raise UsageError(f"--day-dedup must be whole or spread, not {opts.day_dedup!r}")
+    if opts.day_dedup == "spread" and options.view_as(StandardOptions).streaming:
+        raise UsageError("--day-dedup spread is for batch runs (a streaming run dedups each day window whole)")
     files = expand_inputs(patterns)
     input_bytes = sum(size for _, size in files)
     every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
@@ -236,7 +246,8 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     except ValueError as e:
         raise UsageError(str(e)) from None
     choose_local_workers(options, list(argv or []), input_bytes)
-    return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near)
+    day_shards = snapshots.shards if opts.day_dedup == "spread" else 0
+    return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near, day_shards)
 
 
 def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) -> dict:
@@ -262,9 +273,15 @@ def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) 
     state = normalized["blocks"] | "LoadPriorState" >> LoadPriorState(root)
     marked = (state["new"], state["prior"]) | "DedupSnapshots" >> plan.snapshots
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolve_batch if opts.event_time == "text" else None)
-    windowed = timed | "WindowByDay" >> WindowByDay(plan.lateness, streaming, plan.spill, recompute=state["recompute"])
-    deduped = windowed["days"] | "DedupDay" >> DedupDay(plan.near, PriorDays(root, fs_options), state["exclusions"],
-                                                        stager=Stager(root, plan.token, fs_options))
+    windowed = timed | "WindowByDay" >> WindowByDay(plan.lateness, streaming, plan.spill, recompute=state["recompute"],
+                                                    shards=plan.day_shards)
+    if plan.day_shards:
+        day_dedup = DedupDaySpread(plan.near, PriorDays(root, fs_options), state["exclusions"],
+                                   stager=Stager(root, plan.token, fs_options), shards=plan.day_shards, spill=plan.spill)
+    else:
+        day_dedup = DedupDay(plan.near, PriorDays(root, fs_options), state["exclusions"],
+                             stager=Stager(root, plan.token, fs_options))
+    deduped = windowed["days"] | "DedupDay" >> day_dedup
     index = (state["index_keep"], deduped["index"]) | "UpdateIndex" >> UpdateIndex()
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()
     committed = ({"parts": (deduped["parts"], index), "rejects": rejects}

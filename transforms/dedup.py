@@ -152,6 +152,10 @@ class DedupSnapshots(beam.PTransform):
             raise ValueError("--shards must be at least 1")
         self._shards, self._spill = shards, spill
 
+    @property
+    def shards(self) -> int:
+        return self._shards
+
     def expand(self, blocks):
         shards = self._shards
         return (

@@ -247,6 +247,29 @@ class Stager:
         write_file(staged, parquet_bytes(part.rows.cast(SCHEMAS[part.table])))
         return Staged(rel, part.pane, staged)
 
+    def write_pieces(self, table: str, day, pieces: Iterable[pa.Table], pane: int = 0,
+                     file: str = "part-0.parquet") -> Staged:
+        """As `__call__` for a day's rows given in pieces (one file, written piece by piece, so
+        the whole day is never in memory at once)."""
+        rel = f"{partition_dir(table, day)}/{file}"
+        staged = join(self._root, STAGING, self._token, f"{rel}.pane-{pane}")
+        schema = SCHEMAS[table]
+        writer = None
+        sink = None
+        try:
+            for t in pieces:
+                if not t.num_rows:
+                    continue
+                if writer is None:
+                    sink = FileSystems.create(staged)
+                    writer = pq.ParquetWriter(sink, schema, compression="zstd")
+                writer.write_table(t.cast(schema))
+        finally:
+            if writer is not None:
+                writer.close()
+                sink.close()
+        return Staged(rel, pane, staged if writer is not None else None)
+
 
 class _WriteStagedFn(beam.DoFn):
     """Writes one part under the run's staging folder (see `Stager`)."""

@@ -1,0 +1,241 @@
+"""The spread day dedup (transforms/dedup_spread.py) gives the rows of the whole-day step
+(`transforms.dedup.dedup_day`, the oracle): kept row, duplicates (method, similarity), mention
+counts, quality.
+
+Layers: the plain functions chained by hand, shard by shard, as the pipeline chains them (on
+the labelled near-duplicate set of BENCHMARKS.md and on generated mixes); the Beam composite
+behind `WindowByDay(shards=...)` (TestPipeline, with spill files); and whole runs (one-shot
+and incremental) read back against runs with the whole-day step."""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import sys
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindows
+
+from schemas.models import BLOCK_SCHEMA, UTC
+from transforms.common import fingerprint_shards
+from transforms.dedup import NearDetector, dedup_day, dedup_snapshots
+from transforms.dedup_spread import (ASSIGN_SCHEMA, DedupDaySpread, band_rows, band_shards, bucket_edges, build_rows,
+                                     cluster_assignments, exact_groups, sum_quality)
+from transforms.normalize import normalize_batch
+from transforms.windowing import WindowByDay, resolve_event_times
+
+from .conftest import REPO, SHARED_DATA, query, run_pipeline
+
+TestPipeline.__test__ = False
+NEAR = NearDetector()
+DAY = dt.date(2022, 2, 20)
+
+
+def day_rows(specs) -> pa.Table:
+    """specs: (article_id, text, published datetime, source_uri, line) -> rows as they reach
+    the day dedup (snapshot dedup done, event time = publication)."""
+    rows = [dict(source_uri=uri, line=line, source=art.split("-")[0], article_id=art, update_id=f"{art}@{pub:%H%M%S}",
+                 headline="h", section=None, kind="paragraph", position=line % 7, text=text, published_at=pub)
+            for art, text, pub, uri, line in specs]
+    table, _ = normalize_batch(pa.RecordBatch.from_pylist(rows, schema=BLOCK_SCHEMA))
+    return resolve_event_times(dedup_snapshots(table))
+
+
+def spread(table: pa.Table, near: NearDetector | None, shards: int) -> dict[str, pa.Table]:
+    """The pipeline's chain of plain functions for one day, group by group."""
+    fp = fingerprint_shards(table.column("fingerprint"), shards)
+    groups = {int(k): table.filter(pa.array(fp == k)) for k in np.unique(fp)}
+    assign = {k: [] for k in groups}
+    if near is not None:
+        bands = [band_rows(exact_groups(t), k, near) for k, t in groups.items()]
+        buckets: dict[int, list] = {}
+        for b in bands:
+            bs = band_shards(b, shards)
+            for k in np.unique(bs):
+                buckets.setdefault(int(k), []).append(b.filter(pa.array(bs == k)))
+        edges = [e for e in (bucket_edges(ts, near) for ts in buckets.values()) if e is not None]
+        if edges:
+            for r in cluster_assignments(pa.concat_tables(edges)).to_pylist():
+                assign[r.pop("shard")].append(r)
+    outs = [build_rows(exact_groups(t), pa.Table.from_pylist(assign[k], schema=ASSIGN_SCHEMA))
+            for k, t in groups.items()]
+    return {"events": pa.concat_tables([o["events"] for o in outs]),
+            "duplicates": pa.concat_tables([o["duplicates"] for o in outs]),
+            "quality": sum_quality([o["quality"] for o in outs])}
+
+
+def rows_of(t: pa.Table) -> list[tuple]:
+    return sorted(tuple(r.values()) for r in t.to_pylist())
+
+
+def assert_same(got: dict, want: dict) -> None:
+    assert rows_of(got["events"]) == rows_of(want["events"])
+    assert rows_of(got["duplicates"]) == rows_of(want["duplicates"])
+    assert got["quality"].to_pylist() == want["quality"].to_pylist()
+
+
+def mixed(seed: int, n: int = 400) -> pa.Table:
+    """Generated day: distinct stories, exact copies in other articles, near copies (edited,
+    cut, credited), chains (A ~ B ~ C), re-scrapes of kept rows and of copies, redeliveries,
+    ties in time, and big buckets (many near-identical texts: the neighbour rule)."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(3000)]
+    base = [" ".join(rng.choice(words, size=rng.integers(3, 30))) + "." for _ in range(n)]
+    t0 = dt.datetime(2022, 2, 20, 0, 0, tzinfo=UTC)
+    specs, line = [], 0
+
+    def add(art, text, minute, uri=None, at=None):
+        nonlocal line
+        line += 1
+        specs.append((art, text, t0 + dt.timedelta(minutes=int(minute)), uri or f"{art}.jsonl", at or line))
+
+    for i, text in enumerate(base):
+        add(f"src{i % 5}-a{i}", text, rng.integers(0, 1400))
+        kind = rng.integers(0, 8)
+        w = text[:-1].split(" ")
+        if kind == 1:    # exact copy elsewhere, sometimes earlier
+            add(f"src{(i + 1) % 5}-b{i}", text.upper(), rng.integers(0, 1400))
+        elif kind == 2 and len(w) > 8:   # edited copy
+            w2 = list(w)
+            w2[rng.integers(0, len(w2))] = "changed"
+            add(f"src{(i + 2) % 5}-c{i}", " ".join(w2) + ".", rng.integers(0, 1400))
+        elif kind == 3 and len(w) > 10:  # abridged + credit, and a chain through it
+            cut = " ".join(w[: int(len(w) * 0.8)])
+            add(f"src3-d{i}", cut + " (Reuters)", rng.integers(0, 1400))
+            add(f"src4-e{i}", " ".join(w[: int(len(w) * 0.65)]) + " said officials", rng.integers(0, 1400))
+        elif kind == 4:  # re-scrape of the same article later (a repeat), and an exact copy of it
+            add(f"src{i % 5}-a{i}", text, 1410, uri=f"src{i % 5}-a{i}-later.jsonl")
+            add(f"src1-f{i}", text, 5)
+        elif kind == 5:  # the same update delivered again from another file: a redelivery
+            specs.append(specs[-1][:3] + (f"copy-{specs[-1][3]}", specs[-1][4]))
+    # a big bucket: 90 one-word variants of one long text, ties in time
+    long = [f"v{j}" for j in range(40)]
+    for k in range(90):
+        w2 = list(long)
+        w2[k % 40] = f"x{k}"
+        add(f"src{k % 5}-big{k}", " ".join(w2), 600 + k % 3)
+    return day_rows(specs)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("shards", [1, 4, 7])
+def test_plain_chain_equals_whole_day_on_mixed_days(seed, shards):
+    t = mixed(seed)
+    assert_same(spread(t, NEAR, shards), dedup_day(DAY, t, NEAR))
+    assert_same(spread(t, None, shards), dedup_day(DAY, t, None))
+
+
+def _load_eval():
+    spec = importlib.util.spec_from_file_location("neardup_eval", REPO / "benchmarks" / "neardup_eval.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("neardup_eval", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def labelled_days(size: int):
+    """The labelled near-duplicate set of BENCHMARKS.md as pipeline rows: one day table per
+    labelled day, keep priority = the set's random order (publication second), some items
+    re-scraped (repeats) and copied verbatim into another article (exact duplicates)."""
+    if not SHARED_DATA.exists():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    lab = _load_eval().build(size, seed=7, data=SHARED_DATA)
+    rng = np.random.default_rng(3)
+    for d, order in lab.days.items():
+        t0 = dt.datetime(2022, 2, 20, tzinfo=UTC)
+        specs = []
+        for rank, k in enumerate(order):
+            pub = t0 + dt.timedelta(seconds=int(rank) * 3)
+            text = lab.items[k].text
+            specs.append((f"s{k % 4}-item{k}", text, pub, f"f{k}.jsonl", 1))
+            r = rng.random()
+            if r < 0.05:
+                specs.append((f"s{k % 4}-item{k}", text, pub + dt.timedelta(hours=1), f"f{k}-again.jsonl", 1))
+            elif r < 0.1:
+                specs.append((f"s9-copy{k}", text, pub + dt.timedelta(seconds=1), f"c{k}.jsonl", 2))
+        yield d, day_rows(specs)
+
+
+def test_plain_chain_equals_whole_day_on_the_labelled_set():
+    n_days = near_rows = 0
+    for _, t in labelled_days(3000):
+        want = dedup_day(DAY, t, NEAR)
+        assert_same(spread(t, NEAR, 5), want)
+        near_rows += want["quality"].column("near_duplicates")[0].as_py()
+        n_days += 1
+    assert n_days > 10 and near_rows > 100
+
+
+def test_beam_composite_equals_whole_day(tmp_path):
+    t1, t2 = mixed(1, 250), mixed(4, 150)
+    # the second table's rows move to the next day; the composite sees both days at once
+    shifted = t2.set_column(t2.schema.get_field_index("event_time"), "event_time",
+                            pc.add(t2.column("event_time"), pa.scalar(dt.timedelta(days=1))))
+    days = {"2022-02-20": t1, "2022-02-21": shifted}
+    want = {d: dedup_day(dt.date.fromisoformat(d), t, NEAR) for d, t in days.items()}
+
+    def check(parts):
+        got = {}
+        for part in parts:
+            assert part.pane == 0
+            got.setdefault(part.key.isoformat(), {})[part.table] = part.rows
+        assert sorted(got) == sorted(want)
+        for d in want:
+            assert_same(got[d], want[d])
+        return True
+
+    spill = str(tmp_path / "spill")
+    with TestPipeline() as p:
+        windowed = p | beam.Create([t1, shifted]) | WindowByDay(spill=spill, shards=3)
+        parts = windowed["days"] | DedupDaySpread(NEAR, shards=3, spill=spill)
+        checked = (parts | beam.WindowInto(GlobalWindows()) | beam.combiners.ToList() | beam.Map(check))
+        assert_that(checked, equal_to([True]))
+
+
+def _feed(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _tables(root) -> dict:
+    return {
+        "events": query(root, "SELECT event_id, event_date, article_id, text, cluster_id, mention_count FROM events "
+                              "ORDER BY 1"),
+        "duplicates": query(root, "SELECT event_id, article_id, update_id, text, method, round(similarity, 9) "
+                                  "FROM duplicates ORDER BY ALL"),
+        "quality": query(root, "SELECT * FROM quality ORDER BY ALL"),
+    }
+
+
+def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path):
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(500)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 20)))) for _ in range(60)]
+
+    def rows(day: int, offset: int, credit: bool = False):
+        out = []
+        for i, t in enumerate(texts):
+            if (i + day) % 3 == 0:
+                continue
+            text = t + " (AP)" if credit and i % 2 else t
+            out.append({"article_id": f"a{(i + offset) % 23}", "text": text, "source": "s",
+                        "published_at": f"2024-03-0{day}T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"})
+        return out
+
+    f1 = _feed(tmp_path / "d1.jsonl", rows(1, 0) + rows(2, 3))
+    f2 = _feed(tmp_path / "d2.jsonl", rows(2, 7, credit=True) + rows(3, 1))
+    common = ["--event-time", "published"]
+    for step in ("whole", "spread"):
+        run_pipeline([f1, f2], tmp_path / f"once-{step}", *common, "--day-dedup", step)
+        run_pipeline([f1], tmp_path / f"inc-{step}", *common, "--day-dedup", step)
+        run_pipeline([f2], tmp_path / f"inc-{step}", *common, "--day-dedup", step)
+    want = _tables(tmp_path / "once-whole")
+    assert want["duplicates"] and any(r[4] == "near" for r in want["duplicates"])
+    assert _tables(tmp_path / "once-spread") == want
+    assert _tables(tmp_path / "inc-spread") == _tables(tmp_path / "inc-whole")

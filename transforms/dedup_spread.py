@@ -1,0 +1,514 @@
+"""DedupDaySpread: the day's exact and near-duplicate search spread by key (no group holds a day).
+
+Input: `WindowByDay(..., shards=S)`'s groups, `("YYYY-MM-DD/NNNN", [tables])` per day window:
+the rows of one fingerprint shard of one day (kept rows and `is_dup` repeats, from
+`DedupSnapshots`). Output: what `transforms.dedup.DedupDay` gives (a `Part` or `Staged` record
+per table of each day; index rows on `index` in incremental runs).
+
+Rules (the same as `transforms.dedup.dedup_day`, the whole day in one call): among the kept
+rows of the day, the same fingerprint from different articles is an exact duplicate of the
+first in keep priority (`PRIORITY`); then exact survivors are near duplicates when their
+score (`transforms.neardup`) reaches the threshold; clusters are the connected components of
+those pairs, kept row = the component's first in priority; every other occurrence becomes a
+`duplicates` row pointing at its final kept row, `method` `exact` or `near`, `similarity` =
+its exact survivor's score against the cluster's kept row; repeats follow their kept row.
+
+How a day is spread (the way MinHash dedup runs on Spark; every arrow is a shuffle):
+
+    rows ──(day, fingerprint shard)──► Exact: survivors; each survivor's sketch (set size,
+        low signature bytes, band hashes, shingle set) computed once
+      band rows ──(day, band-hash shard)──► Buckets: candidates (next neighbours in priority
+        order), filtered by set sizes and signature agreement, verified (exact score): edges
+      edges ──(day)──► Clusters: connected components of the verified pairs, kept row per
+        component, similarity to it, rows merged into it
+      assignments + rows ──(day, fingerprint shard)──► Build: events/duplicates pieces
+      pieces ──(day)──► the day's files, written piece by piece; quality summed
+
+A band row is 13 bytes (band, band hash, node index); the survivor it stands for (id,
+priority, counts, signature bytes, shingle set) is a dictionary value written once per
+fingerprint-shard group, so the bucket groups read only the survivors of buckets with two or
+more members. The day-keyed groups hold verified pairs and references to pieces only.
+
+Streaming runs keep `DedupDay` (one group per day window): a later pane must replace the
+day's rows, which a chain of shuffles cannot promise pane by pane.
+
+Example: "No casualties were reported." from article A at 08:00 and from B at 09:00, and
+"No casualties were reported, police said." from C at 10:00, on one day: one event (A,
+mention_count 3), duplicates B (exact, 1.0) and C (near, its score against A's text),
+whichever shards the three rows land in.
+
+Guarantee: the rows of `dedup_day` over the whole day (tests/test_dedup_spread.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+
+from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
+from transforms.common import concat, concat_as_first, fingerprint_shards
+from transforms.dedup import PRIORITY, NearDetector
+from transforms.neardup import (DEFAULT_NUM_PERM, DEFAULT_ROWS, MAX_BUCKET_NEIGHBOURS, bucket_pairs, components,
+                                set_scores, sets_of, sketch_texts, unique_pairs, verify_pairs)
+from transforms.parts import Part
+from transforms.spill import key_groups, tables_of, write_groups
+from transforms.state import OCCURRENCES, index_rows
+from transforms.windowing import day_of
+
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set"]
+ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
+                           ("extra", pa.int64())])
+
+
+# ----------------------------------------------------------------------------- plain functions
+
+@dataclass
+class ExactGroups:
+    """Exact duplicates among rows that hold every row of their fingerprints (a day, or a
+    fingerprint shard of it), redeliveries left out: `kept` sorted by priority, `rep[i]` =
+    index in `kept` of the first row with kept row i's fingerprint, `repeat_of[j]` = index in
+    `kept` of repeat j's kept row; `read` rows in, `redelivered` of them."""
+
+    kept: pa.Table
+    repeats: pa.Table
+    rep: np.ndarray
+    repeat_of: np.ndarray
+    read: int
+    redelivered: int
+
+    @property
+    def survivors(self) -> np.ndarray:
+        return np.flatnonzero(self.rep == np.arange(len(self.rep)))
+
+    def counts(self) -> np.ndarray:
+        """Rows (kept and repeats) merged into each kept row's survivor, per kept row (zero
+        for rows that are not survivors)."""
+        n = len(self.rep)
+        c = np.bincount(self.rep, minlength=n).astype(np.int64)
+        if len(self.repeat_of):
+            c += np.bincount(self.rep[self.repeat_of], minlength=n)
+        return c
+
+
+def exact_groups(table: pa.Table) -> ExactGroups:
+    read = table.num_rows
+    redelivered = 0
+    if "redelivered" in table.column_names:  # a redelivery becomes no row, only a count
+        again = table.column("redelivered")
+        redelivered = pc.sum(again).as_py() or 0
+        if redelivered:
+            table = table.filter(pc.invert(again))
+    is_dup = table.column("is_dup")
+    kept = table.filter(pc.invert(is_dup))
+    repeats = table.filter(is_dup)
+    kept = kept.take(pc.sort_indices(kept, PRIORITY))
+    n = kept.num_rows
+    if n:
+        codes = pc.dictionary_encode(kept.column("fingerprint").combine_chunks()).indices.to_numpy()
+        _, first = np.unique(codes, return_index=True)  # first index of each code: priority first
+        rep = first[codes].astype(np.int64)
+    else:
+        rep = np.zeros(0, np.int64)
+    if repeats.num_rows:
+        at = pc.index_in(repeats.column("event_id"), value_set=kept.column("event_id").combine_chunks())
+        if at.null_count:
+            raise ValueError("a repeated occurrence arrived without its kept row")
+        repeat_of = at.to_numpy().astype(np.int64)
+    else:
+        repeat_of = np.zeros(0, np.int64)
+    return ExactGroups(kept, repeats, rep, repeat_of, read, redelivered)
+
+
+def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> pa.Table:
+    """One row per band of each survivor with shingles: `band` (int8), `hash` (the band hash,
+    uint64) and `node`, a dictionary-encoded struct of the survivor (NODE_FIELDS: its id, its
+    fingerprint shard, the rows it stands for, its priority columns, low signature bytes and
+    shingle set) that the band rows share: a survivor is stored once, however many bands."""
+    s = g.survivors
+    k = g.kept.take(pa.array(s))
+    sk = sketch_texts(k.column("text"), shingle=near.shingle)
+    ok = np.flatnonzero(sk.size > 0)
+    n_bands = sk.bands.shape[1]
+    sig = pa.FixedSizeBinaryArray.from_buffers(pa.binary(sk.sig8.shape[1]), len(s),
+                                               [None, pa.py_buffer(np.ascontiguousarray(sk.sig8))])
+    node = pa.StructArray.from_arrays(
+        [k.column("event_id").combine_chunks(), pa.array(np.full(len(s), shard, np.int32)),
+         pa.array(g.counts()[s]), *[k.column(c).combine_chunks() for c, _ in PRIORITY], sig, sk.sets],
+        names=NODE_FIELDS)
+    idx = pa.array(np.repeat(ok, n_bands).astype(np.int32))
+    return pa.table({"band": pa.array(np.tile(np.arange(n_bands, dtype=np.int8), len(ok))),
+                     "hash": pa.array(sk.bands[ok].reshape(-1)),
+                     "node": pa.DictionaryArray.from_arrays(idx, node)})
+
+
+def band_shards(t: pa.Table, shards: int) -> np.ndarray:
+    """The bucket shard of each band row: all rows of a (band, band hash) bucket share it."""
+    h = t.column("hash").to_numpy() ^ (t.column("band").to_numpy().astype(np.uint64) * _GOLD)
+    return (h % np.uint64(shards)).astype(np.int64)
+
+
+def _sources(tables: list[pa.Table]):
+    """Band rows of several pieces -> (band, hash, node number) and the distinct node
+    dictionaries (a spill file's pieces share one: it is decoded once)."""
+    dicts, base, seen = [], [], {}
+    bands, hashes, nodes = [], [], []
+    total = 0
+    for t in tables:
+        for b in t.to_batches():
+            if not b.num_rows:
+                continue
+            col = b.column("node")
+            d = col.dictionary
+            key = (d.field("sid").buffers()[1].address, len(d))
+            if key not in seen:
+                seen[key] = len(dicts)
+                dicts.append(d)
+                base.append(total)
+                total += len(d)
+            bands.append(b.column("band").to_numpy())
+            hashes.append(b.column("hash").to_numpy())
+            nodes.append(col.indices.to_numpy().astype(np.int64) + base[seen[key]])
+    if not bands:
+        return None
+    return np.concatenate(bands), np.concatenate(hashes), np.concatenate(nodes), dicts, np.array(base + [total])
+
+
+def _node_table(dicts: list, base: np.ndarray, wanted: np.ndarray) -> pa.Table:
+    """Node numbers (ascending) -> their dictionary values, one row each, in that order."""
+    parts = []
+    for i, d in enumerate(dicts):
+        lo, hi = np.searchsorted(wanted, [base[i], base[i + 1]])
+        if hi > lo:
+            parts.append(pa.Table.from_struct_array(d.take(pa.array(wanted[lo:hi] - base[i]))))
+    return pa.concat_tables(parts)
+
+
+def _sig8(col) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    width = arr.type.byte_width
+    return np.frombuffer(arr.buffers()[1], np.uint8, len(arr) * width, arr.offset * width).reshape(len(arr), width)
+
+
+EDGE_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["set"]
+
+
+def bucket_edges(tables: list[pa.Table], near: NearDetector,
+                 neighbours: int = MAX_BUCKET_NEIGHBOURS) -> pa.Table | None:
+    """Band rows of some buckets (whole buckets) -> the verified pairs among them: each member
+    paired with its next `neighbours` in priority order, filtered and scored as
+    `near_duplicates` does; a_* and b_* columns (EDGE_SIDE) of both survivors and `score`.
+    Only the survivors of buckets with two or more members are decoded."""
+    src = _sources(tables)
+    if src is None:
+        return None
+    band, hsh, node, dicts, base = src
+    order = np.lexsort((hsh, band))
+    sb, sh = band[order], hsh[order]
+    same = (sb[1:] == sb[:-1]) & (sh[1:] == sh[:-1])
+    if not same.any():
+        return None
+    in_run = np.zeros(len(order), bool)
+    in_run[1:] |= same
+    in_run[:-1] |= same
+    sel = order[in_run]
+    band, hsh, node = band[sel], hsh[sel], node[sel]
+    wanted, node_at = np.unique(node, return_inverse=True)
+    nodes = _node_table(dicts, base, wanted)
+    by_priority = pc.sort_indices(nodes, PRIORITY).to_numpy()
+    rank = np.empty(len(wanted), np.int64)
+    rank[by_priority] = np.arange(len(wanted))
+    r = rank[node_at]
+    order = np.lexsort((r, hsh, band))
+    b2, h2 = band[order], hsh[order]
+    label = np.zeros(len(order), np.int64)
+    label[1:] = np.cumsum((b2[1:] != b2[:-1]) | (h2[1:] != h2[:-1]))
+    p, q = bucket_pairs(label, neighbours)
+    if not len(p):
+        return None
+    m = len(wanted)
+    a, b = unique_pairs([r[order[p]].astype(np.uint64) * np.uint64(m) + r[order[q]].astype(np.uint64)], m)
+    nodes = nodes.take(pa.array(by_priority))  # row = rank
+    sets = sets_of(nodes.column("set"))
+    k, score = verify_pairs(sets, _sig8(nodes.column("sig")), a, b, a, b, near.threshold,
+                            _sig8(nodes.column("sig")).shape[1])
+    if not len(k):
+        return None
+    na, nb = nodes.take(pa.array(a[k])), nodes.take(pa.array(b[k]))
+    cols = {f"a_{c}": na.column(c) for c in EDGE_SIDE}
+    cols.update({f"b_{c}": nb.column(c) for c in EDGE_SIDE})
+    cols["score"] = pa.array(score)
+    return pa.table(cols)
+
+
+def cluster_assignments(edges: pa.Table) -> pa.Table:
+    """Verified pairs of one day -> one assignment per survivor in a cluster: a member gets
+    its kept row (`rep`, the component's first in priority) and its exact score against it;
+    a kept row gets `extra`, the rows its members stand for (rep null). Column `shard`: the
+    survivor's fingerprint shard."""
+    side = lambda prefix: pa.table({c: edges.column(f"{prefix}{c}") for c in EDGE_SIDE})  # noqa: E731
+    nodes = concat_as_first([side("a_"), side("b_")])
+    codes = pc.dictionary_encode(nodes.column("sid").combine_chunks()).indices.to_numpy()
+    _, first = np.unique(codes, return_index=True)
+    nodes = nodes.take(pa.array(first))
+    nodes = nodes.take(pc.sort_indices(nodes, PRIORITY))  # row = rank
+    sids = nodes.column("sid").combine_chunks()
+    i = pc.index_in(edges.column("a_sid"), value_set=sids).to_numpy().astype(np.int64)
+    j = pc.index_in(edges.column("b_sid"), value_set=sids).to_numpy().astype(np.int64)
+    label = components(nodes.num_rows, i, j)
+    members = np.flatnonzero(label != np.arange(nodes.num_rows))
+    reps = label[members]
+    sim = set_scores(sets_of(nodes.column("set")), reps, members)
+    count = nodes.column("count").to_numpy()
+    extra = np.zeros(nodes.num_rows, np.int64)
+    np.add.at(extra, reps, count[members])
+    kept = np.unique(reps)
+    shard = nodes.column("shard").to_numpy()
+    return pa.table({
+        "sid": pa.concat_arrays([sids.take(pa.array(members)), sids.take(pa.array(kept))]),
+        "rep": pa.concat_arrays([sids.take(pa.array(reps)), pa.nulls(len(kept), pa.string())]),
+        "similarity": pa.array(np.concatenate([sim, np.ones(len(kept))])),
+        "extra": pa.array(np.concatenate([np.zeros(len(members), np.int64), extra[kept]])),
+        "shard": pa.array(np.concatenate([shard[members], shard[kept]]).astype(np.int64)),
+    })
+
+
+def build_rows(g: ExactGroups, assign: pa.Table | None) -> dict[str, pa.Table]:
+    """The exact groups of some fingerprints of a day, and the cluster assignments of their
+    survivors (ASSIGN_SCHEMA) -> events, duplicates, quality of these rows (as `dedup_day`)."""
+    kept = g.kept
+    n = kept.num_rows
+    event_ids = kept.column("event_id").combine_chunks()
+    ids = np.array(event_ids.to_pylist(), dtype=object) if n else np.zeros(0, object)
+    s_target = ids.copy()
+    s_near = np.zeros(n, bool)
+    s_sim = np.ones(n, np.float64)
+    extra = np.zeros(n, np.int64)
+    if assign is not None and assign.num_rows:
+        surv = g.survivors
+        at = pc.fill_null(pc.index_in(assign.column("sid"), value_set=event_ids.take(pa.array(surv))), -1)
+        at = at.to_numpy().astype(np.int64)
+        found = at >= 0
+        rows = surv[at[found]]
+        rep = np.array(assign.column("rep").to_pylist(), dtype=object)[found]
+        member = np.array([x is not None for x in rep], bool)
+        s_target[rows[member]] = rep[member]
+        s_near[rows[member]] = True
+        s_sim[rows[member]] = assign.column("similarity").to_numpy()[found][member]
+        extra[rows[~member]] = assign.column("extra").to_numpy()[found][~member]
+    target, near, sim = s_target[g.rep], s_near[g.rep], s_sim[g.rep]
+    is_event = (g.rep == np.arange(n)) & ~near
+    mention = g.counts() + extra
+    dup_kept = np.flatnonzero(~is_event)
+    rep_rows = g.repeat_of
+
+    def dup_table(src: pa.Table, idx: np.ndarray) -> pa.Table:
+        return pa.table({
+            "event_id": pa.array(target[idx].tolist() if len(idx) else [], pa.string()),
+            "source": src.column("source"), "article_id": src.column("article_id"),
+            "update_id": src.column("update_id"), "text": src.column("text"),
+            "method": pa.array(np.where(near[idx], "near", "exact").tolist(), pa.string()),
+            "similarity": pa.array(sim[idx], pa.float64()),
+        }, schema=DUPLICATE_SCHEMA)
+
+    dups = pa.concat_tables([dup_table(kept.take(pa.array(dup_kept)), dup_kept), dup_table(g.repeats, rep_rows)])
+    ev = kept.filter(pa.array(is_event))
+    cols = {name: ev.column(name) for name in EVENT_SCHEMA.names if name in ev.column_names}
+    cols["cluster_id"] = ev.column("event_id")
+    cols["mention_count"] = pa.array(mention[is_event], pa.int32())
+    events = pa.table({name: cols[name] for name in EVENT_SCHEMA.names}).cast(EVENT_SCHEMA)
+    exact_n = int(np.count_nonzero(~near[dup_kept]) + np.count_nonzero(~near[rep_rows]))
+    quality = pa.table({"blocks_read": [g.read], "rejected": [0], "exact_duplicates": [exact_n],
+                        "near_duplicates": [dups.num_rows - exact_n], "redelivered": [g.redelivered],
+                        "late": [0], "events_written": [events.num_rows]}, schema=QUALITY_SCHEMA)
+    order = pc.sort_indices(dups, [(c, "ascending") for c in DUPLICATE_SCHEMA.names])
+    return {"events": events, "duplicates": dups.take(order), "quality": quality}
+
+
+def sum_quality(tables: list[pa.Table]) -> pa.Table:
+    """The day's quality row: the sum of its shards' rows."""
+    sums = {c: sum(t.column(c)[0].as_py() for t in tables) for c in QUALITY_SCHEMA.names}
+    return pa.Table.from_pylist([sums], schema=QUALITY_SCHEMA)
+
+
+# ------------------------------------------------------------------------------ Beam adapters
+
+def _one(folder: str | None, table: pa.Table):
+    """A piece as it crosses a shuffle: a spill reference with a folder, else the table."""
+    if folder and table.num_rows:
+        return write_groups(folder, table, np.zeros(table.num_rows, np.int64))[0][1]
+    return table
+
+
+def _table(items) -> pa.Table | None:
+    parts = [t for t in tables_of(items) if t.num_rows]
+    return concat_as_first(parts) if parts else None
+
+
+class _ExactFn(beam.DoFn):
+    """(day/shard, [tables]) -> the group's rows (for Build) under the same key, band rows
+    keyed (day/b<band shard>) on `bands`, index rows on `index`."""
+
+    def __init__(self, near: NearDetector | None, shards: int, spill: str | None, prior):
+        self._near, self._shards, self._spill, self._prior = near, shards, spill, prior
+
+    def process(self, element, exclusions=None):
+        key, tables = element
+        day = day_of(key)
+        shard = int(key[11:])
+        parts = [t for t in tables if t.num_rows]
+        fresh = concat_as_first(parts) if parts else None
+        table = fresh
+        if self._prior is not None:
+            exclude = set(a for lst in (exclusions[day] if exclusions is not None else []) for a in lst)
+            if fresh is not None:
+                exclude |= set(fresh.column("article_id").to_pylist())
+            old = self._prior.untouched(day, exclude)
+            if old is not None and old.num_rows:
+                old = old.filter(pa.array(fingerprint_shards(old.column("fingerprint"), self._shards) == shard))
+            pieces = [x for x in (fresh, old) if x is not None and x.num_rows]
+            table = concat_as_first(pieces) if pieces else None
+            if fresh is not None:
+                for s, rows in index_rows(day, fresh):
+                    yield beam.pvalue.TaggedOutput("index", (s, rows))
+        if table is None:
+            table = tables[0] if tables else None
+        if table is None:
+            return
+        yield key, _one(self._spill, table)
+        if self._near is None or not table.num_rows:
+            return
+        g = exact_groups(table)
+        if not len(g.survivors):
+            return
+        bands = band_rows(g, shard, self._near)
+        if bands.num_rows:
+            for k, piece in key_groups(bands, band_shards(bands, self._shards), self._spill):
+                yield beam.pvalue.TaggedOutput("bands", (f"{day}/b{k:04d}", piece))
+
+
+def _edges(element, near: NearDetector, spill: str | None):
+    key, items = element
+    edges = bucket_edges(tables_of(items), near)
+    if edges is not None:
+        yield day_of(key), _one(spill, edges)
+
+
+def _assignments(element, spill: str | None):
+    day, items = element
+    edges = _table(items)
+    if edges is None:
+        return
+    a = cluster_assignments(edges)
+    for k, piece in key_groups(a.drop_columns(["shard"]), a.column("shard").to_numpy(), spill):
+        yield f"{day}/{k:04d}", piece
+
+
+class _BuildFn(beam.DoFn):
+    """(day/shard, {rows, assign}) -> (day, (table name, shard, piece)) per output table."""
+
+    def __init__(self, spill: str | None, occurrences: bool):
+        self._spill, self._occurrences = spill, occurrences
+
+    def process(self, element):
+        key, grouped = element
+        day, shard = day_of(key), int(key[11:])
+        tables = tables_of(grouped["rows"])
+        if not tables:
+            return
+        table = concat_as_first(tables)
+        assign = _table(grouped.get("assign", []))
+        out = build_rows(exact_groups(table), assign)
+        yield day, ("quality", shard, out["quality"])
+        for name in ("events", "duplicates"):
+            yield day, (name, shard, _one(self._spill, out[name]))
+        if self._occurrences:
+            yield day, (OCCURRENCES, shard, _one(self._spill, table))
+
+
+class _DayFn(beam.DoFn):
+    """(day, [(table name, shard, piece)]) -> the day's `Part`s (or `Staged` records): one
+    table per name, pieces in shard order, written piece by piece with a stager."""
+
+    def __init__(self, stager, occurrences: bool):
+        self._stager, self._occurrences = stager, occurrences
+
+    def setup(self):
+        if self._stager is not None:
+            self._stager.setup()
+        self._counters = {name: Metrics.counter("newsevents", name)
+                          for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
+
+    def process(self, element, pane=beam.DoFn.PaneInfoParam):
+        day_str, items = element
+        day = dt.date.fromisoformat(day_str)
+        by_name: dict[str, list] = {}
+        for name, shard, piece in items:
+            by_name.setdefault(name, []).append((shard, piece))
+        q = sum_quality([t for _, t in by_name.pop("quality", [])])
+        if pane.index == 0:
+            (row,) = q.to_pylist()
+            for name, col in (("blocks", "blocks_read"), ("events", "events_written"),
+                              ("exact_duplicates", "exact_duplicates"), ("near_duplicates", "near_duplicates"),
+                              ("redelivered", "redelivered")):
+                self._counters[name].inc(row[col])
+        yield Part("quality", day, q, pane.index)
+        names = ["events", "duplicates"] + ([OCCURRENCES] if self._occurrences else [])
+        for name in names:
+            pieces = [p for _, p in sorted(by_name.get(name, []), key=lambda x: x[0])]
+            if self._stager is not None:
+                yield self._stager.write_pieces(name, day, (t for p in pieces for t in tables_of([p])), pane.index)
+            else:
+                t = _table(pieces)
+                yield Part(name, day, t if t is not None else _empty(name, pieces), pane.index)
+
+
+def _empty(name: str, pieces) -> pa.Table:
+    tables = tables_of(pieces)
+    if tables:
+        return tables[0]
+    from transforms.sink import SCHEMAS  # the sink's table schemas
+    return SCHEMAS[name].empty_table()
+
+
+class DedupDaySpread(beam.PTransform):
+    """`WindowByDay(..., shards=shards)`'s groups -> the parts `DedupDay` gives, computed
+    without any group holding a day's rows (module docstring). Bounded input only (a streaming
+    run keeps `DedupDay`). `shards`: the fingerprint shards WindowByDay keyed by, also the
+    number of bucket shards per day; `spill`: the launcher's spill folder or None."""
+
+    def __init__(self, near: NearDetector | None = None, prior=None, exclusions=None, stager=None,
+                 shards: int = 16, spill: str | None = None):
+        super().__init__()
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
+        self._near, self._prior, self._exclusions, self._stager = near, prior, exclusions, stager
+        self._shards, self._spill = shards, spill
+
+    def expand(self, groups):
+        near, spill = self._near, self._spill
+        incremental = self._prior is not None
+        side = {} if self._exclusions is None else {"exclusions": beam.pvalue.AsMultiMap(self._exclusions)}
+        exact = groups | "Exact" >> beam.ParDo(_ExactFn(near, self._shards, spill, self._prior), **side) \
+            .with_output_types(Tuple[str, Any]).with_outputs("bands", "index", main="rows")
+        joined = {"rows": exact.rows}
+        if near is not None:
+            joined["assign"] = (exact.bands
+                                | "GroupBuckets" >> beam.GroupByKey()
+                                | "Verify" >> beam.FlatMap(_edges, near, spill)
+                                | "GroupEdges" >> beam.GroupByKey()
+                                | "Clusters" >> beam.FlatMap(_assignments, spill))
+        parts = (joined
+                 | "JoinAssignments" >> beam.CoGroupByKey()
+                 | "Build" >> beam.ParDo(_BuildFn(spill, incremental))
+                 | "GroupDayPieces" >> beam.GroupByKey()
+                 | "WriteDays" >> beam.ParDo(_DayFn(self._stager, incremental)))
+        if self._exclusions is None and not incremental:
+            return parts
+        return {"parts": parts, "index": exact.index}
