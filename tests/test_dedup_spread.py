@@ -61,7 +61,7 @@ def spread(table: pa.Table, near: NearDetector | None, shards: int) -> dict[str,
                 buckets.setdefault(int(k), []).append(b.filter(pa.array(bs == k)))
         edges = [e for e in (bucket_edges(ts, near) for ts in buckets.values()) if e is not None]
         if edges:
-            for r in cluster_assignments(pa.concat_tables(edges)).to_pylist():
+            for r in cluster_assignments(edges).to_pylist():
                 assign[r.pop("shard")].append(r)
     outs = [build_rows(exact_groups(t), pa.Table.from_pylist(assign[k], schema=ASSIGN_SCHEMA))
             for k, t in groups.items()]

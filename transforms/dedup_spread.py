@@ -54,15 +54,15 @@ from apache_beam.metrics import Metrics
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
 from transforms.dedup import PRIORITY, NearDetector
-from transforms.neardup import (DEFAULT_NUM_PERM, DEFAULT_ROWS, MAX_BUCKET_NEIGHBOURS, bucket_pairs, components,
-                                set_scores, sets_of, sketch_texts, unique_pairs, verify_pairs)
+from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_band_only, set_scores,
+                                sets_of, sketch_texts, unique_pairs, verify_pairs)
 from transforms.parts import Part
 from transforms.spill import key_groups, tables_of, write_groups
 from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
-NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set"]
+NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
 ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
                            ("extra", pa.int64())])
 
@@ -138,9 +138,11 @@ def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> pa.Table:
     n_bands = sk.bands.shape[1]
     sig = pa.FixedSizeBinaryArray.from_buffers(pa.binary(sk.sig8.shape[1]), len(s),
                                                [None, pa.py_buffer(np.ascontiguousarray(sk.sig8))])
+    all_bands = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * n_bands), len(s),
+                                                     [None, pa.py_buffer(np.ascontiguousarray(sk.bands))])
     node = pa.StructArray.from_arrays(
         [k.column("event_id").combine_chunks(), pa.array(np.full(len(s), shard, np.int32)),
-         pa.array(g.counts()[s]), *[k.column(c).combine_chunks() for c, _ in PRIORITY], sig, sk.sets],
+         pa.array(g.counts()[s]), *[k.column(c).combine_chunks() for c, _ in PRIORITY], sig, sk.sets, all_bands],
         names=NODE_FIELDS)
     idx = pa.array(np.repeat(ok, n_bands).astype(np.int32))
     return pa.table({"band": pa.array(np.tile(np.arange(n_bands, dtype=np.int8), len(ok))),
@@ -190,21 +192,25 @@ def _node_table(dicts: list, base: np.ndarray, wanted: np.ndarray) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def _sig8(col) -> np.ndarray:
+EDGE_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["set"]
+
+
+def _fixed(col, dtype) -> np.ndarray:
+    """A fixed_size_binary column as a (rows, width) numpy array of `dtype`."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     width = arr.type.byte_width
-    return np.frombuffer(arr.buffers()[1], np.uint8, len(arr) * width, arr.offset * width).reshape(len(arr), width)
-
-
-EDGE_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["set"]
+    raw = np.frombuffer(arr.buffers()[1], np.uint8, len(arr) * width, arr.offset * width)
+    return raw.view(dtype).reshape(len(arr), -1)
 
 
 def bucket_edges(tables: list[pa.Table], near: NearDetector,
                  neighbours: int = MAX_BUCKET_NEIGHBOURS) -> pa.Table | None:
-    """Band rows of some buckets (whole buckets) -> the verified pairs among them: each member
-    paired with its next `neighbours` in priority order, filtered and scored as
-    `near_duplicates` does; a_* and b_* columns (EDGE_SIDE) of both survivors and `score`.
-    Only the survivors of buckets with two or more members are decoded."""
+    """Band rows of some buckets (whole buckets) -> the survivors joined by verified pairs
+    among them: each member paired with its next `neighbours` in priority order in the bucket
+    of the pair's first shared band, filtered and scored as `near_duplicates` does. Returns
+    one row per survivor in a local cluster (EDGE_SIDE columns) with `root`, the row of its
+    local cluster's first survivor: a star per cluster keeps the clusters' connectivity with
+    fewer pairs than the edges. Only survivors of buckets with two or more members are decoded."""
     src = _sources(tables)
     if src is None:
         return None
@@ -232,36 +238,40 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     p, q = bucket_pairs(label, neighbours)
     if not len(p):
         return None
-    m = len(wanted)
-    a, b = unique_pairs([r[order[p]].astype(np.uint64) * np.uint64(m) + r[order[q]].astype(np.uint64)], m)
     nodes = nodes.take(pa.array(by_priority))  # row = rank
-    sets = sets_of(nodes.column("set"))
-    k, score = verify_pairs(sets, _sig8(nodes.column("sig")), a, b, a, b, near.threshold,
-                            _sig8(nodes.column("sig")).shape[1])
+    a, b = r[order[p]], r[order[q]]
+    first = first_band_only(_fixed(nodes.column("bands"), np.uint64), a, b, b2[p].astype(np.int64))
+    m = len(wanted)
+    a, b = unique_pairs([a[first].astype(np.uint64) * np.uint64(m) + b[first].astype(np.uint64)], m)
+    sig8 = _fixed(nodes.column("sig"), np.uint8)
+    k, _ = verify_pairs(sets_of(nodes.column("set")), sig8, a, b, a, b, near.threshold, sig8.shape[1])
     if not len(k):
         return None
-    na, nb = nodes.take(pa.array(a[k])), nodes.take(pa.array(b[k]))
-    cols = {f"a_{c}": na.column(c) for c in EDGE_SIDE}
-    cols.update({f"b_{c}": nb.column(c) for c in EDGE_SIDE})
-    cols["score"] = pa.array(score)
-    return pa.table(cols)
+    root = components(m, a[k], b[k])
+    involved = np.flatnonzero(root != np.arange(m))
+    involved = np.union1d(involved, root[involved])
+    out = nodes.select(EDGE_SIDE).take(pa.array(involved))
+    return out.append_column("root", pa.array(np.searchsorted(involved, root[involved]).astype(np.int32)))
 
 
-def cluster_assignments(edges: pa.Table) -> pa.Table:
-    """Verified pairs of one day -> one assignment per survivor in a cluster: a member gets
-    its kept row (`rep`, the component's first in priority) and its exact score against it;
-    a kept row gets `extra`, the rows its members stand for (rep null). Column `shard`: the
-    survivor's fingerprint shard."""
-    side = lambda prefix: pa.table({c: edges.column(f"{prefix}{c}") for c in EDGE_SIDE})  # noqa: E731
-    nodes = concat_as_first([side("a_"), side("b_")])
-    codes = pc.dictionary_encode(nodes.column("sid").combine_chunks()).indices.to_numpy()
+def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
+    """The local clusters of one day (`bucket_edges` tables) -> one assignment per survivor in
+    a cluster: a member gets its kept row (`rep`, the day's cluster's first in priority) and
+    its exact score against it; a kept row gets `extra`, the rows its members stand for (rep
+    null). Column `shard`: the survivor's fingerprint shard."""
+    pieces = [t for t in pieces if t.num_rows]
+    stars = concat_as_first(pieces)
+    codes = pc.dictionary_encode(stars.column("sid").combine_chunks()).indices.to_numpy().astype(np.int64)
+    # a piece's roots are its own rows: make them rows of the concatenation
+    offs = np.repeat(np.cumsum([0] + [t.num_rows for t in pieces[:-1]]), [t.num_rows for t in pieces])
+    root_codes = codes[stars.column("root").to_numpy().astype(np.int64) + offs]
     _, first = np.unique(codes, return_index=True)
-    nodes = nodes.take(pa.array(first))
-    nodes = nodes.take(pc.sort_indices(nodes, PRIORITY))  # row = rank
-    sids = nodes.column("sid").combine_chunks()
-    i = pc.index_in(edges.column("a_sid"), value_set=sids).to_numpy().astype(np.int64)
-    j = pc.index_in(edges.column("b_sid"), value_set=sids).to_numpy().astype(np.int64)
-    label = components(nodes.num_rows, i, j)
+    nodes = stars.take(pa.array(first))  # one row per survivor, in code order
+    by_priority = pc.sort_indices(nodes, PRIORITY).to_numpy()
+    rank = np.empty(len(first), np.int64)
+    rank[by_priority] = np.arange(len(first))
+    nodes = nodes.take(pa.array(by_priority))  # row = rank
+    label = components(nodes.num_rows, rank[codes], rank[root_codes])
     members = np.flatnonzero(label != np.arange(nodes.num_rows))
     reps = label[members]
     sim = set_scores(sets_of(nodes.column("set")), reps, members)
@@ -269,6 +279,7 @@ def cluster_assignments(edges: pa.Table) -> pa.Table:
     extra = np.zeros(nodes.num_rows, np.int64)
     np.add.at(extra, reps, count[members])
     kept = np.unique(reps)
+    sids = nodes.column("sid").combine_chunks()
     shard = nodes.column("shard").to_numpy()
     return pa.table({
         "sid": pa.concat_arrays([sids.take(pa.array(members)), sids.take(pa.array(kept))]),
@@ -402,10 +413,10 @@ def _edges(element, near: NearDetector, spill: str | None):
 
 def _assignments(element, spill: str | None):
     day, items = element
-    edges = _table(items)
-    if edges is None:
+    pieces = [t for t in tables_of(items) if t.num_rows]
+    if not pieces:
         return
-    a = cluster_assignments(edges)
+    a = cluster_assignments(pieces)
     for k, piece in key_groups(a.drop_columns(["shard"]), a.column("shard").to_numpy(), spill):
         yield f"{day}/{k:04d}", piece
 

@@ -54,7 +54,9 @@ Method
    defaults need J >= ~0.45: an abridged half has J ~0.47, an edited copy scoring 0.74 has
    J >= 0.59. In a band bucket each text is paired with its next `MAX_BUCKET_NEIGHBOURS`
    members in index order only, so a bucket of m texts costs O(m), never O(m**2); the
-   near-identical texts that fill such buckets are still joined by chaining.
+   near-identical texts that fill such buckets are still joined by chaining. A pair counts
+   in the first band it shares only (`first_band_only`): so each pair is found once, even
+   when the bands are bucketed on different workers.
 5. Filter, then verify: a candidate is dropped unverified when the set sizes alone rule it
    out, or when its signatures agree (fraction of equal values, on the low byte of each
    value: b-bit MinHash) more than 4 standard deviations below the lowest Jaccard that
@@ -400,16 +402,35 @@ def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.nd
     return np.concatenate(ps), np.concatenate(qs)
 
 
+def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Mask of the pairs (rows i[k], j[k] of `bt`, band hashes per row (m, n_bands)) found in
+    band `band[k]` that share no lower band: a pair is a candidate of its first shared band
+    only, so every pair is found (and verified) once, wherever its bands are bucketed."""
+    keep = np.ones(len(i), bool)
+    step = 1 << 16
+    for s in range(0, len(i), step):
+        bi, bj, b = bt[i[s:s + step]], bt[j[s:s + step]], band[s:s + step]
+        shared = bi == bj
+        shared &= np.arange(bt.shape[1])[None, :] < b[:, None]
+        keep[s:s + step] = ~shared.any(axis=1)
+    return keep
+
+
 def _candidates(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) of rows with equal 64-bit hashes of at least one band. Within a bucket
-    each row is paired with the next `neighbours` rows in index order."""
+    """Pairs (i < j) of rows with equal 64-bit hashes of at least one band: within the bucket
+    of their first shared band, j is one of the next `neighbours` rows after i in index order."""
     n_bands, m = sk.bands.shape
+    bt = np.ascontiguousarray(sk.bands.T)
     out = []
     for band in range(n_bands):
         order = np.argsort(sk.bands[band], kind="stable")  # equal hashes keep index order
         p, q = bucket_pairs(sk.bands[band][order], neighbours)
         if len(p):
-            out.append(order[p].astype(_U64) * _U64(m) + order[q].astype(_U64))
+            i, j = order[p], order[q]
+            if band:
+                keep = first_band_only(bt, i, j, np.full(len(i), band))
+                i, j = i[keep], j[keep]
+            out.append(i.astype(_U64) * _U64(m) + j.astype(_U64))
     return unique_pairs(out, m)
 
 

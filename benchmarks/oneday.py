@@ -1,0 +1,174 @@
+"""One-day feeds: the whole-day and the spread day dedup side by side (issue 13)
+
+    .venv/bin/python benchmarks/oneday.py 250000 1000000 [--steps whole,spread] [--workdir DIR --keep]
+                                          [--pipeline-args "..."]
+
+For each N: the update feed of `benchmarks/perf.py` (same generator, same real text, same
+re-scrapes and edited copies), squeezed into one UTC day: articles start within 8 hours of
+2022-03-01T00:00Z and their updates, re-scrapes and copies follow within minutes to hours
+(all before the day ends). The pipeline runs as `newsevents run --event-time published`, so
+every block lands on 2022-03-01: the whole run is one event day. Each N runs once per step of
+`--steps` (`--day-dedup whole` and `--day-dedup spread`), one after the other on the same
+feed, so that both see the same machine load; the outputs of the steps are compared (same
+event ids, same duplicates count). Printed per N and step: wall time,
+the largest process (peak RSS, sampled with VmHWM as in perf.py), CPU time of the process
+tree / wall (2.0 = both cores busy all the time), and the invariant check of perf.py.
+A final line gives the ratios to the first N (goals: largest process within 1.3x,
+time linear in N, CPU/wall >= 1.6).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import perf  # noqa: E402
+
+# one day: starts within 8 h, gaps and delays shrunk so that the last copy is out by ~20:00Z
+perf.START_SPAN = 8 * 3600
+perf.UPDATE_GAP_MEAN = 10 * 60      # capped at 4x: 12 updates within 8 h
+perf.RESCRAPE_DELAY_MEAN = 30 * 60  # capped at 4x: 2 h
+perf.COPY_DELAY_MEAN = 15 * 60      # capped at 6x: 1.5 h
+perf.GENERATOR_VERSION = "oneday-1"
+MB = 1 << 20
+
+
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def summary(out: Path) -> dict:
+    """Event ids and duplicates count of a finished run (to compare the steps)."""
+    import pyarrow.dataset as ds
+
+    ev = ds.dataset(out / "events", format="parquet", partitioning="hive").to_table(columns=["event_id"])
+    dups = ds.dataset(out / "duplicates", format="parquet", partitioning="hive").count_rows()
+    return {"events": sorted(ev.column("event_id").to_pylist()), "duplicates": dups}
+
+
+def profile(n: int, step: str, args, workdir: Path, pool_cache: dict) -> None:
+    """The run in one process (`--direct_running_mode in_memory`) under cProfile: where the
+    time of each step goes. Prints the functions of the project by own and cumulative time."""
+    import cProfile  # noqa: F401 (run as a module below)
+    import pstats
+    import subprocess
+    import time
+
+    feed, meta, _ = perf.prepare_feed(workdir, n, args.seed, pool_cache)
+    out = workdir / f"prof-out-n{n}-{step}"
+    shutil.rmtree(out, ignore_errors=True)
+    stats = workdir / f"n{n}-{step}.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "pipelines.cli", "run", "--input", str(feed),
+           "--output", str(out), "--event-time", "published", "--day-dedup", step,
+           "--direct_running_mode", "in_memory", *shlex.split(args.pipeline_args)]
+    t0 = time.perf_counter()
+    with open(workdir / f"prof-n{n}-{step}.log", "wb") as log:
+        rc = subprocess.call(cmd, cwd=perf.ROOT, stdout=log, stderr=subprocess.STDOUT)
+    print(f"== profile N = {n:,}, step {step}: rc {rc}, {time.perf_counter() - t0:.1f} s (profiled, one process); "
+          f"{stats}", flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    if rc == 0:
+        p = pstats.Stats(str(stats))
+        p.sort_stats("tottime").print_stats(r"transforms|numpy|pyarrow|apache_beam", 25)
+        p.sort_stats("cumulative").print_stats(r"transforms/(dedup|dedup_spread|neardup|spill|sink)\.py", 30)
+
+
+def one(n: int, step: str, args, workdir: Path, pool_cache: dict) -> dict:
+    feed, meta, reused = perf.prepare_feed(workdir, n, args.seed, pool_cache)
+    print(f"== N = {n:,}, step {step}: {feed} ({'reused' if reused else 'generated'}), {meta['bytes'] / MB:.1f} MB, "
+          f"{meta['blocks']:,} blocks, published {meta['first_published'][:16]} .. {meta['last_published'][:16]}",
+          flush=True)
+    out = workdir / f"out-n{n}-{step}"
+    extra = ["--event-time", "published", "--day-dedup", step, *shlex.split(args.pipeline_args)]
+    c0 = cpu_seconds()
+    run = perf.run_pipeline(feed, out, extra, workdir / f"pipeline-n{n}-{step}.log")
+    cpu = cpu_seconds() - c0
+    r = {"n": n, "step": step, "blocks": meta["blocks"], "feed_mb": round(meta["bytes"] / MB, 1), "rc": run["rc"],
+         "seconds": round(run["seconds"], 1), "largest_process_mb": round(run["peak_rss_max_process"] / MB),
+         "sum_of_processes_mb": round(run["peak_rss_total"] / MB), "processes": len(run["per_process"]),
+         "cpu_seconds": round(cpu, 1), "cpu_per_wall": round(cpu / run["seconds"], 2)}
+    if run["rc"] == 0:
+        check = perf.check_output(out, meta["blocks"])
+        # every block is an event, a duplicate, a reject or a redelivery (quality.redelivered)
+        import pyarrow.dataset as ds
+
+        q = ds.dataset(out / "quality", format="parquet", partitioning="hive").to_table(columns=["redelivered"])
+        redelivered = sum(v or 0 for v in q.column("redelivered").to_pylist())
+        r["redelivered"] = redelivered
+        r["invariant"] = ("error" not in check and check["mentions_ok"] and
+                          check["events"] + check["duplicates"] + check["rejects"] + redelivered == meta["blocks"])
+        r["event_days"] = check.get("event_days")
+    else:
+        print((workdir / f"pipeline-n{n}-{step}.log").read_text()[-3000:], file=sys.stderr)
+    print(f"   {r['seconds']} s, largest process {r['largest_process_mb']} MB (sum {r['sum_of_processes_mb']} MB, "
+          f"{r['processes']} processes), CPU {r['cpu_seconds']} s = {r['cpu_per_wall']} x wall, "
+          f"invariant {r.get('invariant')}, event days {r.get('event_days')}", flush=True)
+    print(json.dumps(r, separators=(",", ":")), flush=True)
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="+", help="updates in the one-day feed (several: one run each)")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep feeds and outputs (a kept feed is reused)")
+    ap.add_argument("--pipeline-args", default="", help="extra arguments for newsevents run")
+    ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--steps", default="whole,spread", help="day dedup steps to run, in this order (default both)")
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of timing: each run in one process under cProfile, top functions printed")
+    args = ap.parse_args(argv)
+    steps = [s for s in args.steps.split(",") if s]
+    if args.profile:
+        workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="newsevents-oneday-"))).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        for n in args.n:
+            for step in steps:
+                profile(n, step, args, workdir, {})
+        return 0
+    created = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="newsevents-oneday-")) if created else args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    results, pool_cache = [], {}
+    try:
+        for n in args.n:
+            got = {}
+            for step in steps:
+                r = one(n, step, args, workdir, pool_cache)
+                results.append(r)
+                if r["rc"] == 0:
+                    got[step] = summary(workdir / f"out-n{n}-{step}")
+            if len(got) > 1:
+                first, *others = list(got.values())
+                same = all(o == first for o in others)
+                print(f"   N = {n:,}: steps {', '.join(got)} give the same events and duplicates count: {same}",
+                      flush=True)
+                for r in results[-len(steps):]:
+                    r["same_as_other_steps"] = same
+            if not args.keep:
+                for step in steps:
+                    shutil.rmtree(workdir / f"out-n{n}-{step}", ignore_errors=True)
+    finally:
+        if not args.keep and created:
+            shutil.rmtree(workdir, ignore_errors=True)
+    for step in steps:
+        mine = [r for r in results if r["step"] == step]
+        if len(mine) > 1:
+            b = mine[0]
+            print(json.dumps({"step": step, "ratios_to_first": {f"{r['n']}/{b['n']}": {
+                "n": round(r["n"] / b["n"], 2), "time": round(r["seconds"] / b["seconds"], 2),
+                "largest_process": round(r["largest_process_mb"] / max(b["largest_process_mb"], 1), 2),
+            } for r in mine[1:]}}, separators=(",", ":")))
+    return 0 if all(r["rc"] == 0 and r.get("invariant") is True and r.get("same_as_other_steps", True)
+                    for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
