@@ -182,14 +182,60 @@ def _sources(tables: list[pa.Table]):
     return np.concatenate(bands), np.concatenate(hashes), np.concatenate(nodes), dicts, np.array(base + [total])
 
 
-def _node_table(dicts: list, base: np.ndarray, wanted: np.ndarray) -> pa.Table:
-    """Node numbers (ascending) -> their dictionary values, one row each, in that order."""
-    parts = []
-    for i, d in enumerate(dicts):
-        lo, hi = np.searchsorted(wanted, [base[i], base[i + 1]])
-        if hi > lo:
-            parts.append(pa.Table.from_struct_array(d.take(pa.array(wanted[lo:hi] - base[i]))))
-    return pa.concat_tables(parts)
+class _Nodes:
+    """Some nodes (numbers ascending) of several node dictionaries: each field decoded on
+    first use, one array per field, rows in node-number order."""
+
+    def __init__(self, dicts: list, base: np.ndarray, wanted: np.ndarray):
+        self._parts = []
+        for i, d in enumerate(dicts):
+            lo, hi = np.searchsorted(wanted, [base[i], base[i + 1]])
+            if hi > lo:
+                self._parts.append((d, pa.array(wanted[lo:hi] - base[i])))
+        self._cache: dict[str, pa.Array] = {}
+
+    def __len__(self) -> int:
+        return sum(len(idx) for _, idx in self._parts)
+
+    def field(self, name: str) -> pa.Array:
+        if name not in self._cache:
+            arrays = [d.field(name).take(idx) for d, idx in self._parts]
+            self._cache[name] = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+        return self._cache[name]
+
+    def table(self, names: list[str], rows: np.ndarray) -> pa.Table:
+        at = pa.array(rows)
+        return pa.table({n: self.field(n).take(at) for n in names})
+
+
+def _order_codes(arr: pa.Array) -> np.ndarray:
+    """Per value, its rank among the distinct values in Arrow's sort order (nulls last)."""
+    enc = pc.dictionary_encode(arr)
+    rank = np.empty(len(enc.dictionary), np.int64)
+    rank[pc.array_sort_indices(enc.dictionary).to_numpy()] = np.arange(len(enc.dictionary))
+    idx = enc.indices
+    codes = rank[pc.fill_null(idx, 0).to_numpy()]
+    if idx.null_count:
+        codes[np.asarray(idx.is_null())] = len(rank)
+    return codes
+
+
+def priority_order(field) -> np.ndarray:
+    """Row order by PRIORITY (as `pc.sort_indices(t, PRIORITY)`) of the columns `field(name)`,
+    with numpy: strings become their ranks among their distinct values."""
+    keys = []
+    for name, _ in PRIORITY:
+        col = field(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            keys.append(_order_codes(col))
+        else:
+            v = pc.cast(col, pa.int64()) if pa.types.is_timestamp(col.type) else col
+            codes = pc.fill_null(v, 0).to_numpy().astype(np.int64)
+            if col.null_count:  # nulls last
+                big = np.iinfo(np.int64).max
+                codes = np.where(np.asarray(col.is_null()), big, codes)
+            keys.append(codes)
+    return np.lexsort(keys[::-1])
 
 
 EDGE_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["set"]
@@ -226,10 +272,10 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     sel = order[in_run]
     band, hsh, node = band[sel], hsh[sel], node[sel]
     wanted, node_at = np.unique(node, return_inverse=True)
-    nodes = _node_table(dicts, base, wanted)
-    by_priority = pc.sort_indices(nodes, PRIORITY).to_numpy()
-    rank = np.empty(len(wanted), np.int64)
-    rank[by_priority] = np.arange(len(wanted))
+    nodes = _Nodes(dicts, base, wanted)
+    m = len(wanted)
+    rank = np.empty(m, np.int64)
+    rank[priority_order(nodes.field)] = np.arange(m)
     r = rank[node_at]
     order = np.lexsort((r, hsh, band))
     b2, h2 = band[order], hsh[order]
@@ -238,19 +284,18 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     p, q = bucket_pairs(label, neighbours)
     if not len(p):
         return None
-    nodes = nodes.take(pa.array(by_priority))  # row = rank
-    a, b = r[order[p]], r[order[q]]
-    first = first_band_only(_fixed(nodes.column("bands"), np.uint64), a, b, b2[p].astype(np.int64))
-    m = len(wanted)
+    a, b = node_at[order[p]], node_at[order[q]]  # node rows; a before b in priority
+    first = first_band_only(_fixed(nodes.field("bands"), np.uint64), a, b, b2[p].astype(np.int64))
     a, b = unique_pairs([a[first].astype(np.uint64) * np.uint64(m) + b[first].astype(np.uint64)], m)
-    sig8 = _fixed(nodes.column("sig"), np.uint8)
-    k, _ = verify_pairs(sets_of(nodes.column("set")), sig8, a, b, a, b, near.threshold, sig8.shape[1])
+    sig8 = _fixed(nodes.field("sig"), np.uint8)
+    k, _ = verify_pairs(sets_of(nodes.field("set")), sig8, a, b, a, b, near.threshold, sig8.shape[1])
     if not len(k):
         return None
-    root = components(m, a[k], b[k])
+    by_rank = np.argsort(rank)
+    root = by_rank[components(m, rank[a[k]], rank[b[k]])[rank]]  # node row of its local first
     involved = np.flatnonzero(root != np.arange(m))
     involved = np.union1d(involved, root[involved])
-    out = nodes.select(EDGE_SIDE).take(pa.array(involved))
+    out = nodes.table(EDGE_SIDE, involved)
     return out.append_column("root", pa.array(np.searchsorted(involved, root[involved]).astype(np.int32)))
 
 
@@ -267,7 +312,7 @@ def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
     root_codes = codes[stars.column("root").to_numpy().astype(np.int64) + offs]
     _, first = np.unique(codes, return_index=True)
     nodes = stars.take(pa.array(first))  # one row per survivor, in code order
-    by_priority = pc.sort_indices(nodes, PRIORITY).to_numpy()
+    by_priority = priority_order(lambda c: nodes.column(c).combine_chunks())
     rank = np.empty(len(first), np.int64)
     rank[by_priority] = np.arange(len(first))
     nodes = nodes.take(pa.array(by_priority))  # row = rank

@@ -402,17 +402,24 @@ def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.nd
     return np.concatenate(ps), np.concatenate(qs)
 
 
-def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray) -> np.ndarray:
+def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray,
+                    low: np.ndarray | None = None) -> np.ndarray:
     """Mask of the pairs (rows i[k], j[k] of `bt`, band hashes per row (m, n_bands)) found in
     band `band[k]` that share no lower band: a pair is a candidate of its first shared band
-    only, so every pair is found (and verified) once, wherever its bands are bucketed."""
+    only, so every pair is found (and verified) once, wherever its bands are bucketed.
+    `low`: `bt`'s low bytes, when the caller has them."""
     keep = np.ones(len(i), bool)
+    if low is None:
+        low = bt.astype(np.uint8)  # equal hashes have equal low bytes: a cheap first test
+    cols = np.arange(bt.shape[1])[None, :]
     step = 1 << 16
     for s in range(0, len(i), step):
-        bi, bj, b = bt[i[s:s + step]], bt[j[s:s + step]], band[s:s + step]
-        shared = bi == bj
-        shared &= np.arange(bt.shape[1])[None, :] < b[:, None]
-        keep[s:s + step] = ~shared.any(axis=1)
+        ii, jj, b = i[s:s + step], j[s:s + step], band[s:s + step]
+        maybe = ((low[ii] == low[jj]) & (cols < b[:, None])).any(axis=1)
+        at = np.flatnonzero(maybe)
+        if len(at):
+            shared = ((bt[ii[at]] == bt[jj[at]]) & (cols < b[at, None])).any(axis=1)
+            keep[s + at[shared]] = False
     return keep
 
 
@@ -421,6 +428,7 @@ def _candidates(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     of their first shared band, j is one of the next `neighbours` rows after i in index order."""
     n_bands, m = sk.bands.shape
     bt = np.ascontiguousarray(sk.bands.T)
+    low = bt.astype(np.uint8)
     out = []
     for band in range(n_bands):
         order = np.argsort(sk.bands[band], kind="stable")  # equal hashes keep index order
@@ -428,7 +436,7 @@ def _candidates(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
         if len(p):
             i, j = order[p], order[q]
             if band:
-                keep = first_band_only(bt, i, j, np.full(len(i), band))
+                keep = first_band_only(bt, i, j, np.full(len(i), band), low)
                 i, j = i[keep], j[keep]
             out.append(i.astype(_U64) * _U64(m) + j.astype(_U64))
     return unique_pairs(out, m)
