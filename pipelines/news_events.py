@@ -242,7 +242,8 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     try:  # the steps check their own configuration; here their message becomes a usage error
         reader = ReadUpdates(opts.format, len(files), input_bytes, every)
         snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
-        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
+        near = (NearDetector(opts.near_threshold, opts.shingle_size, keyed=opts.day_dedup == "spread")
+                if opts.near == "on" else None)
     except ValueError as e:
         raise UsageError(str(e)) from None
     choose_local_workers(options, list(argv or []), input_bytes)

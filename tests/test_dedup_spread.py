@@ -33,7 +33,7 @@ from transforms.windowing import WindowByDay, resolve_event_times
 from .conftest import REPO, SHARED_DATA, query, run_pipeline
 
 TestPipeline.__test__ = False
-NEAR = NearDetector()
+NEAR = NearDetector(keyed=True)  # the whole-day oracle, with the rule a spread day follows
 DAY = dt.date(2022, 2, 20)
 
 

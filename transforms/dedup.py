@@ -176,6 +176,7 @@ class NearDetector:
 
     threshold: float = DEFAULT_THRESHOLD
     shingle: int = DEFAULT_SHINGLE
+    keyed: bool = False  # the rule a day spread by key follows (`near_duplicates(keyed=True)`)
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
@@ -184,7 +185,7 @@ class NearDetector:
             raise ValueError(f"--shingle-size must be at least 1, not {self.shingle}")
 
     def __call__(self, texts) -> tuple[np.ndarray, np.ndarray]:
-        r = near_duplicates(texts, threshold=self.threshold, shingle=self.shingle)
+        r = near_duplicates(texts, threshold=self.threshold, shingle=self.shingle, keyed=self.keyed)
         return r.rep, r.similarity
 
 

@@ -54,8 +54,9 @@ from apache_beam.metrics import Metrics
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
 from transforms.dedup import PRIORITY, NearDetector
-from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_band_only, set_scores,
-                                sets_of, sketch_texts, unique_pairs, verify_pairs)
+from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, pair_codes,
+                                set_scores,
+                                sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
 from transforms.spill import key_groups, tables_of, write_groups
 from transforms.state import OCCURRENCES, index_rows
@@ -285,8 +286,8 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     if not len(p):
         return None
     a, b = node_at[order[p]], node_at[order[q]]  # node rows; a before b in priority
-    first = first_band_only(_fixed(nodes.field("bands"), np.uint64), a, b, b2[p].astype(np.int64))
-    a, b = unique_pairs([a[first].astype(np.uint64) * np.uint64(m) + b[first].astype(np.uint64)], m)
+    bt = _fixed(nodes.field("bands"), np.uint64)
+    a, b = first_shared_pairs(pair_codes(a, b, m, b2[p], bt.shape[1]), m, bt)
     sig8 = _fixed(nodes.field("sig"), np.uint8)
     k, _ = verify_pairs(sets_of(nodes.field("set")), sig8, a, b, a, b, near.threshold, sig8.shape[1])
     if not len(k):
@@ -565,6 +566,6 @@ class DedupDaySpread(beam.PTransform):
                  | "Build" >> beam.ParDo(_BuildFn(spill, incremental))
                  | "GroupDayPieces" >> beam.GroupByKey()
                  | "WriteDays" >> beam.ParDo(_DayFn(self._stager, incremental)))
-        if self._exclusions is None and not incremental:
+        if self._exclusions is None:
             return parts
         return {"parts": parts, "index": exact.index}

@@ -288,11 +288,15 @@ class _Sets:
     bits: int
 
 
-def _shingle_sets(texts: pa.Array, k: int, seed: int) -> _Sets:
+def _shingle_sets(texts: pa.Array, k: int, seed: int, keyed: bool = False) -> _Sets:
     """Shingle sets of all texts, built in blocks of `_TEXT_BLOCK` texts so that no
-    temporary array outgrows the allocator's reusable heap (fresh memory costs page faults)."""
+    temporary array outgrows the allocator's reusable heap (fresh memory costs page faults).
+    `keyed`: SET_BITS hash bits whatever the number of texts (the keyed rule, see
+    `near_duplicates`); else as many as the text index leaves."""
     n = len(texts)
-    bits = min(SET_BITS, 64 - max(1, (n - 1).bit_length()))
+    bits = 64 - max(1, (n - 1).bit_length())
+    if keyed:
+        bits = min(SET_BITS, bits)
     if bits < 32:
         raise ValueError(f"too many texts for one call: {n}")
     shift = _U64(bits)
@@ -319,6 +323,7 @@ class _Sketch:
 
     bands: np.ndarray   # uint64 (n_bands, m)
     sig8: np.ndarray    # uint8 (m, num_perm)
+    index_bits: int = 0  # > 0: the low bits of each band hash hold the row index (the whole-day rule)
 
 
 def _band_hash(mins: np.ndarray, n_bands: int, rows: int) -> np.ndarray:
@@ -334,7 +339,7 @@ def _band_hash(mins: np.ndarray, n_bands: int, rows: int) -> np.ndarray:
     return key
 
 
-def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: int) -> _Sketch:
+def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: int, keyed: bool = False) -> _Sketch:
     """MinHash signatures of the texts `rows_of` (non-empty, increasing) by
     h(x) = a*x + b mod 2**32 over 32 bits of each shingle hash, computed in blocks of whole
     texts that stay in cache, and reduced at once to band hashes and low bytes (the full
@@ -342,10 +347,14 @@ def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: in
     rng = np.random.default_rng([seed, 0x4E44])
     a = (rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | _U64(1)).astype(np.uint32)
     b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64).astype(np.uint32)
-    # the top 32 of the kept hash bits: a text's signature does not depend on the other texts
-    x32 = (sets.key >> _U64(sets.bits - 32)).astype(np.uint32)
+    if keyed:  # the top 32 of the kept hash bits: a signature does not depend on the other texts
+        x32 = (sets.key >> _U64(sets.bits - 32)).astype(np.uint32)
+    else:
+        x32 = sets.key.astype(np.uint32)  # low 32 bits: hash bits (bits >= 32)
     m = len(rows_of)
     n_bands = num_perm // rows
+    index_bits = 0 if keyed else max(1, (m - 1).bit_length())
+    low = _U64((1 << index_bits) - 1)
     bands = np.empty((n_bands, m), _U64)
     sig8 = np.empty((m, num_perm), np.uint8)
     bounds = sets.offs[rows_of]
@@ -366,8 +375,12 @@ def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: in
             i = j
         blk = mins[: t1 - t0]
         sig8[t0:t1] = blk
-        bands[:, t0:t1] = _band_hash(blk, n_bands, rows).T
-    return _Sketch(bands, sig8)
+        if keyed:
+            bands[:, t0:t1] = _band_hash(blk, n_bands, rows).T
+        else:
+            keys = (_band_hash(blk, n_bands, rows) & ~low) | np.arange(t0, t1, dtype=_U64)[:, None]
+            bands[:, t0:t1] = keys.T
+    return _Sketch(bands, sig8, index_bits)
 
 
 def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -423,31 +436,102 @@ def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarr
     return keep
 
 
-def _candidates(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i < j) of rows with equal 64-bit hashes of at least one band: within the bucket
-    of their first shared band, j is one of the next `neighbours` rows after i in index order."""
+    of their first shared band, j is one of the next `neighbours` rows after i in index order
+    (the keyed rule); with `sk.index_bits`, the whole-day rule (`_candidates_indexed`)."""
+    if sk.index_bits:
+        return _candidates_indexed(sk, neighbours)
     n_bands, m = sk.bands.shape
-    bt = np.ascontiguousarray(sk.bands.T)
-    low = bt.astype(np.uint8)
     out = []
     for band in range(n_bands):
-        order = np.argsort(sk.bands[band], kind="stable")  # equal hashes keep index order
-        p, q = bucket_pairs(sk.bands[band][order], neighbours)
+        order = np.argsort(sk.bands[band])
+        sh = sk.bands[band][order]
+        same = sh[1:] == sh[:-1]
+        if not same.any():
+            continue
+        # members of a bucket in index order (an unstable sort and a small fix-up is faster
+        # than a stable sort of the whole band)
+        in_run = np.zeros(m, bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        pos = np.flatnonzero(in_run)
+        run = np.cumsum(np.concatenate(([True], ~same[pos[1:] - 1])))  # bucket number, ascending
+        key = np.sort(run.astype(_U64) * _U64(m) + order[pos].astype(_U64))
+        order[pos] = (key % _U64(m)).astype(np.int64)
+        p, q = bucket_pairs(sh, neighbours)
         if len(p):
-            i, j = order[p], order[q]
-            if band:
-                keep = first_band_only(bt, i, j, np.full(len(i), band), low)
-                i, j = i[keep], j[keep]
-            out.append(i.astype(_U64) * _U64(m) + j.astype(_U64))
-    return unique_pairs(out, m)
-
-
-def unique_pairs(codes: list, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pair codes i * m + j (uint64 arrays) -> the distinct pairs (i, j), ascending."""
-    if not codes:
+            out.append(pair_codes(order[p], order[q], m, band, n_bands))
+    if not out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    code = _sorted_unique(np.concatenate(codes))
+    return first_shared_pairs(np.concatenate(out), m, np.ascontiguousarray(sk.bands.T), feasible)
+
+
+def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of rows that share all values of at least one band. Within a bucket
+    each row is paired with the next `neighbours` rows in index order."""
+    n_bands, m = sk.bands.shape
+    bits = _U64(sk.index_bits)
+    low = _U64((1 << sk.index_bits) - 1)
+    out = []
+    for band in range(n_bands):
+        # band hash (high bits) | row index (low bits): one plain sort groups equal band
+        # hashes with rows in index order. Hash bits lost to the index only add candidates.
+        key = np.sort(sk.bands[band])
+        hk = key >> bits
+        same = hk[1:] == hk[:-1]
+        if not same.any():
+            continue
+        in_run = np.zeros(m, bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        pos = np.flatnonzero(in_run)
+        members = (key[pos] & low).astype(np.int64)
+        new_run = np.ones(len(pos), bool)
+        new_run[1:] = ~same[pos[1:] - 1]
+        run_id = np.cumsum(new_run) - 1
+        run_start = np.flatnonzero(new_run)
+        run_len = np.diff(np.append(run_start, len(pos)))
+        left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
+        for d in range(1, min(neighbours, int(run_len.max()) - 1) + 1):
+            sel = np.flatnonzero(left >= d)
+            if not len(sel):
+                break
+            out.append(members[sel].astype(_U64) * _U64(m) + members[sel + d].astype(_U64))
+    if not out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    code = _sorted_unique(np.concatenate(out))  # members ascend within a bucket: i < j
     return (code // _U64(m)).astype(np.int64), (code % _U64(m)).astype(np.int64)
+
+
+def pair_codes(i: np.ndarray, j: np.ndarray, m: int, band, n_bands: int) -> np.ndarray:
+    """(i * m + j) << band bits | band, as uint64 (for `first_shared_pairs`)."""
+    bits = _U64(max(1, (n_bands - 1).bit_length()))
+    return ((i.astype(_U64) * _U64(m) + j.astype(_U64)) << bits) | np.asarray(band).astype(_U64)
+
+
+def first_shared_pairs(coded: np.ndarray, m: int, bt: np.ndarray, feasible=None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs found in buckets, as `pair_codes` (i < j rows of `bt`, band hashes per row
+    (m, n_bands)) -> the distinct pairs (i, j), ascending, that were found in the first band
+    they share (`first_band_only`). `feasible(i, j)`, when given, drops pairs first (a mask:
+    those that could still be edges), which spares them the band test."""
+    bits = _U64(max(1, (bt.shape[1] - 1).bit_length()))
+    coded = np.sort(coded)
+    code = coded >> bits
+    first = np.ones(len(code), bool)
+    first[1:] = code[1:] != code[:-1]  # the lowest band a pair was found in comes first
+    coded, code = coded[first], code[first]
+    band = (coded & ((_U64(1) << bits) - _U64(1))).astype(np.int64)
+    i, j = (code // _U64(m)).astype(np.int64), (code % _U64(m)).astype(np.int64)
+    if feasible is not None:
+        ok = feasible(i, j)
+        i, j, band = i[ok], j[ok], band[ok]
+    later = np.flatnonzero(band > 0)
+    if len(later):
+        keep = np.ones(len(i), bool)
+        keep[later] = first_band_only(bt, i[later], j[later], band[later])
+        i, j = i[keep], j[keep]
+    return i, j
 
 
 def _agreement(sig8: np.ndarray, ci: np.ndarray, cj: np.ndarray) -> np.ndarray:
@@ -594,12 +678,12 @@ def sketch_texts(texts: TextsLike, *, shingle: int = DEFAULT_SHINGLE, num_perm: 
     bands = np.zeros((n, num_perm // rows), _U64)
     if n == 0:
         return TextSketch(np.zeros(0, np.int64), sig8, bands, pa.array([], pa.large_binary()))
-    sets = _shingle_sets(arr, shingle, seed)
+    sets = _shingle_sets(arr, shingle, seed, keyed=True)
     if sets.bits != SET_BITS:
         raise ValueError(f"too many texts for one sketch call: {n}")
     rows_of = np.flatnonzero(sets.size > 0)
     if len(rows_of):
-        sk = _sketch(sets, rows_of, num_perm, rows, seed)
+        sk = _sketch(sets, rows_of, num_perm, rows, seed, keyed=True)
         sig8[rows_of] = sk.sig8
         bands[rows_of] = sk.bands.T
     values = sets.key & _U64((1 << SET_BITS) - 1)
@@ -677,6 +761,7 @@ def near_duplicates(
     min_containment_shingles: int = MIN_CONTAINMENT_SHINGLES,
     containment_length_ratio: float = CONTAINMENT_LENGTH_RATIO,
     max_bucket_neighbours: int = MAX_BUCKET_NEIGHBOURS,
+    keyed: bool = False,
 ) -> NearDupResult:
     """Group near-duplicate texts; `texts` in keep-priority order (index 0 kept first).
 
@@ -684,6 +769,13 @@ def near_duplicates(
     (connected component of pairs with score >= `threshold`), similarity[i] the exact score
     of i against rep[i] (1.0 for kept rows). Accepts a sequence of str (None = empty) or an
     Arrow string array. See the module docstring for the score and the LSH.
+
+    `keyed`: the rule a day spread by key over workers can follow exactly (what
+    `transforms.dedup_spread` computes without the whole day in one place): a text's sets,
+    signature and band hashes do not depend on the other texts of the call (SET_BITS set
+    bits, signatures from their top 32, full 64-bit band hashes), and a pair is a candidate in
+    the first band it shares only (`first_band_only`). Same thresholds, score and filter; the
+    default rule (False) is the whole-day one, and faster in one call.
     """
     _settings(threshold, shingle, num_perm, rows)
     arr = _as_arrow(texts)
@@ -692,12 +784,18 @@ def near_duplicates(
     sim = np.ones(n, dtype=np.float64)
     if n < 2:
         return NearDupResult(rep, sim)
-    sets = _shingle_sets(arr, shingle, seed)
+    sets = _shingle_sets(arr, shingle, seed, keyed)
     rows_of = np.flatnonzero(sets.size > 0)
     if len(rows_of) < 2:
         return NearDupResult(rep, sim)
-    sk = _sketch(sets, rows_of, num_perm, rows, seed)
-    ci, cj = _candidates(sk, max_bucket_neighbours)
+    sk = _sketch(sets, rows_of, num_perm, rows, seed, keyed)
+    size = sets.size
+
+    def feasible(i, j):  # set sizes that can reach the threshold (verify_pairs tests it again)
+        return _agreement_floor(size[rows_of[i]], size[rows_of[j]], threshold, min_containment_shingles,
+                                containment_length_ratio, num_perm) <= 1.0
+
+    ci, cj = _candidates(sk, max_bucket_neighbours, feasible)
     k, _ = verify_pairs(sets, sk.sig8, rows_of[ci], rows_of[cj], ci, cj, threshold, num_perm,
                             min_containment_shingles, containment_length_ratio)
     rep = _components(n, rows_of[ci[k]], rows_of[cj[k]])
