@@ -9,9 +9,7 @@ and incremental) read back against runs with the whole-day step."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import sys
 
 import apache_beam as beam
 import numpy as np
@@ -30,7 +28,8 @@ from transforms.dedup_spread import (ASSIGN_SCHEMA, DedupDaySpread, band_rows, b
 from transforms.normalize import normalize_batch
 from transforms.windowing import WindowByDay, resolve_event_times
 
-from .conftest import REPO, SHARED_DATA, query, run_pipeline
+from .conftest import SHARED_DATA, query, run_pipeline
+from .test_neardup import _load_eval
 
 TestPipeline.__test__ = False
 NEAR = NearDetector(keyed=True)  # the whole-day oracle, with the rule a spread day follows
@@ -129,14 +128,6 @@ def test_plain_chain_equals_whole_day_on_mixed_days(seed, shards):
     t = mixed(seed)
     assert_same(spread(t, NEAR, shards), dedup_day(DAY, t, NEAR))
     assert_same(spread(t, None, shards), dedup_day(DAY, t, None))
-
-
-def _load_eval():
-    spec = importlib.util.spec_from_file_location("neardup_eval", REPO / "benchmarks" / "neardup_eval.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("neardup_eval", mod)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def labelled_days(size: int):

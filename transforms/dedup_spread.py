@@ -54,9 +54,8 @@ from apache_beam.metrics import Metrics
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
 from transforms.dedup import PRIORITY, NearDetector
-from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, pair_codes,
-                                set_scores,
-                                sets_of, sketch_texts, verify_pairs)
+from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, in_runs,
+                                pair_codes, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
 from transforms.spill import key_groups, tables_of, write_groups
 from transforms.state import OCCURRENCES, index_rows
@@ -267,10 +266,7 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     same = (sb[1:] == sb[:-1]) & (sh[1:] == sh[:-1])
     if not same.any():
         return None
-    in_run = np.zeros(len(order), bool)
-    in_run[1:] |= same
-    in_run[:-1] |= same
-    sel = order[in_run]
+    sel = order[in_runs(same)]
     band, hsh, node = band[sel], hsh[sel], node[sel]
     wanted, node_at = np.unique(node, return_inverse=True)
     nodes = _Nodes(dicts, base, wanted)

@@ -383,6 +383,15 @@ def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: in
     return _Sketch(bands, sig8, index_bits)
 
 
+def in_runs(same: np.ndarray) -> np.ndarray:
+    """Positions of the members of runs of two or more in a sorted array, from `same`
+    (element k + 1 equals element k)."""
+    in_run = np.zeros(len(same) + 1, bool)
+    in_run[1:] |= same
+    in_run[:-1] |= same
+    return np.flatnonzero(in_run)
+
+
 def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions (p, q), p < q, of members of the same bucket: `bucket` holds one bucket label
     per member, sorted, with the members of a bucket in keep-priority order; each member is
@@ -395,10 +404,7 @@ def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.nd
     same = bucket[1:] == bucket[:-1]
     if not same.any():
         return empty
-    in_run = np.zeros(n, bool)
-    in_run[1:] |= same
-    in_run[:-1] |= same
-    pos = np.flatnonzero(in_run)
+    pos = in_runs(same)
     new_run = np.ones(len(pos), bool)
     new_run[1:] = ~same[pos[1:] - 1]
     run_id = np.cumsum(new_run) - 1
@@ -452,10 +458,7 @@ def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray
             continue
         # members of a bucket in index order (an unstable sort and a small fix-up is faster
         # than a stable sort of the whole band)
-        in_run = np.zeros(m, bool)
-        in_run[1:] |= same
-        in_run[:-1] |= same
-        pos = np.flatnonzero(in_run)
+        pos = in_runs(same)
         run = np.cumsum(np.concatenate(([True], ~same[pos[1:] - 1])))  # bucket number, ascending
         key = np.sort(run.astype(_U64) * _U64(m) + order[pos].astype(_U64))
         order[pos] = (key % _U64(m)).astype(np.int64)
@@ -482,10 +485,7 @@ def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.nd
         same = hk[1:] == hk[:-1]
         if not same.any():
             continue
-        in_run = np.zeros(m, bool)
-        in_run[1:] |= same
-        in_run[:-1] |= same
-        pos = np.flatnonzero(in_run)
+        pos = in_runs(same)
         members = (key[pos] & low).astype(np.int64)
         new_run = np.ones(len(pos), bool)
         new_run[1:] = ~same[pos[1:] - 1]
