@@ -10,7 +10,8 @@ re-scrapes and edited copies), squeezed into one UTC day: articles start within 
 every block lands on 2022-03-01: the whole run is one event day. Each N runs once per step of
 `--steps` (`--day-dedup whole` and `--day-dedup spread`), one after the other on the same
 feed, so that both see the same machine load; the outputs of the steps are compared (same
-event ids, same duplicates count). Printed per N and step: wall time,
+event ids, same duplicates count; the two steps follow the whole-day and the keyed LSH rule of
+`near_duplicates`, so rare pairs may differ). Printed per N and step: wall time,
 the largest process (peak RSS, sampled with VmHWM as in perf.py), CPU time of the process
 tree / wall (2.0 = both cores busy all the time), and the invariant check of perf.py.
 A final line gives the ratios to the first N (goals: largest process within 1.3x,
@@ -148,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             if len(got) > 1:
                 first, *others = list(got.values())
                 same = all(o == first for o in others)
-                print(f"   N = {n:,}: steps {', '.join(got)} give the same events and duplicates count: {same}",
-                      flush=True)
+                counts = ", ".join(f"{k}: {len(v['events']):,} events, {v['duplicates']:,} duplicates"
+                                   for k, v in got.items())
+                # the steps follow different LSH rules (whole-day and keyed, see near_duplicates):
+                # they may differ in rare pairs; the tests hold the spread step to the keyed rule
+                print(f"   N = {n:,}: same events and duplicates count: {same} ({counts})", flush=True)
                 for r in results[-len(steps):]:
                     r["same_as_other_steps"] = same
             if not args.keep:
@@ -166,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n": round(r["n"] / b["n"], 2), "time": round(r["seconds"] / b["seconds"], 2),
                 "largest_process": round(r["largest_process_mb"] / max(b["largest_process_mb"], 1), 2),
             } for r in mine[1:]}}, separators=(",", ":")))
-    return 0 if all(r["rc"] == 0 and r.get("invariant") is True and r.get("same_as_other_steps", True)
-                    for r in results) else 1
+    return 0 if all(r["rc"] == 0 and r.get("invariant") is True for r in results) else 1
 
 
 if __name__ == "__main__":
