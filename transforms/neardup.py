@@ -54,9 +54,11 @@ Method
    defaults need J >= ~0.45: an abridged half has J ~0.47, an edited copy scoring 0.74 has
    J >= 0.59. In a band bucket each text is paired with its next `MAX_BUCKET_NEIGHBOURS`
    members in index order only, so a bucket of m texts costs O(m), never O(m**2); the
-   near-identical texts that fill such buckets are still joined by chaining. A pair counts
-   in the first band it shares only (`first_band_only`): so each pair is found once, even
-   when the bands are bucketed on different workers.
+   near-identical texts that fill such buckets are still joined by chaining. The keyed rule
+   (`keyed=True`, for a day spread over workers: `transforms/dedup_spread.py`) makes a text's
+   sets, signature and band hashes independent of the other texts of the call, and counts a
+   pair in the first band it shares only (`first_band_only`), so each pair is found once
+   wherever the bands are bucketed.
 5. Filter, then verify: a candidate is dropped unverified when the set sizes alone rule it
    out, or when its signatures agree (fraction of equal values, on the low byte of each
    value: b-bit MinHash) more than 4 standard deviations below the lowest Jaccard that
@@ -274,9 +276,9 @@ def _sorted_unique(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class _Sets:
     """Per-text shingle sets as one sorted array of unique keys (text << bits) | h, where h
-    is the top `bits` bits of the shingle's 64-bit hash (bits = SET_BITS = 40 for up to 16M
-    texts, so a text's set does not depend on the other texts of the call). Text t's keys
-    are key[offs[t]:offs[t+1]].
+    is the top `bits` bits of the shingle's 64-bit hash (bits = 64 - bits needed for the text
+    index, >= 40 for up to 16M texts; with the keyed rule SET_BITS = 40, so a text's set does
+    not depend on the other texts of the call). Text t's keys are key[offs[t]:offs[t+1]].
 
     Set operations compare these truncated hashes: two different shingles of a compared
     pair collide with probability |A| |B| / 2**bits (about 1e-11 for two 30-shingle texts
@@ -317,9 +319,10 @@ def _shingle_sets(texts: pa.Array, k: int, seed: int, keyed: bool = False) -> _S
 @dataclass(frozen=True)
 class _Sketch:
     """LSH material of the non-empty texts (rows 0..m-1): `bands[b]` holds, per row, the
-    64-bit hash of band b's signature values; `sig8` the low byte of every signature value
-    (for the agreement estimate). Both depend on the text alone, never on the other texts of
-    the call, so a text signed on any worker gets the same values."""
+    64-bit hash of band b's signature values, with the row index in its low `index_bits` bits
+    (whole-day rule) or whole (keyed rule, `index_bits` 0: then, like `sig8`, it depends on
+    the text alone); `sig8` the low byte of every signature value (for the agreement
+    estimate)."""
 
     bands: np.ndarray   # uint64 (n_bands, m)
     sig8: np.ndarray    # uint8 (m, num_perm)
