@@ -11,7 +11,7 @@ every block lands on 2022-03-01: the whole run is one event day. Each N runs onc
 `--steps` (`--day-dedup whole` and `--day-dedup spread`), one after the other on the same
 feed, so that both see the same machine load; the outputs of the steps are compared (same
 event ids, same duplicates count; the two steps follow the whole-day and the keyed LSH rule of
-`near_duplicates`, so rare pairs may differ). Printed per N and step: wall time,
+`near_duplicates`, so borderline pairs may differ). Printed per N and step: wall time,
 the largest process (peak RSS, sampled with VmHWM as in perf.py), CPU time of the process
 tree / wall (2.0 = both cores busy all the time), and the invariant check of perf.py.
 A final line gives the ratios to the first N (goals: largest process within 1.3x,
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 counts = ", ".join(f"{k}: {len(v['events']):,} events, {v['duplicates']:,} duplicates"
                                    for k, v in got.items())
                 # the steps follow different LSH rules (whole-day and keyed, see near_duplicates):
-                # they may differ in rare pairs; the tests hold the spread step to the keyed rule
+                # they may differ in borderline pairs; the tests hold the spread step to the keyed rule
                 print(f"   N = {n:,}: same events and duplicates count: {same} ({counts})", flush=True)
                 for r in results[-len(steps):]:
                     r["same_as_other_steps"] = same
