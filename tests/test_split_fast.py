@@ -16,10 +16,11 @@ import pytest
 
 from schemas.models import BLOCK_SCHEMA, UTC
 from transforms import split
-from transforms.read import SNIFF_BYTES, UPDATE_SCHEMA, plan_reads, read_jsonl, read_plan, sniff
+from transforms.read import SNIFF_BYTES, UPDATE_SCHEMA, sniff, split_into_ranges
 from transforms.split import LIST_MARKER, SMALL_WORDS, split_batch, split_update, strip_marker
 
 from .conftest import REPO, SHARED_DATA, need_shared
+from .oracles.read import read_jsonl, read_task_rows
 
 T = dt.datetime(2022, 2, 21, 8, 30, 15, 123456, tzinfo=UTC)
 # every code point but the surrogates (which cannot occur in Arrow strings)
@@ -257,8 +258,8 @@ def test_classification_with_representative_characters():
 def _read_all(path: Path) -> list[dict]:
     data = path.read_bytes()
     rows = []
-    for plan in plan_reads(str(path), sniff(data[:SNIFF_BYTES]), len(data), data[:SNIFF_BYTES]):
-        got, _ = read_plan(plan, data if plan.end < 0 else data[plan.start:plan.end])
+    for task in split_into_ranges(str(path), sniff(data[:SNIFF_BYTES]), len(data)):
+        got, _ = read_task_rows(task, data if task.end < 0 else data[task.start:task.end])
         rows += got
     return rows
 
