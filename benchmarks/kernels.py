@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/kernels.py FEED.jsonl [--repeat 3]
 
-Times, best of --repeat, and checks the outputs are equal:
+Times, best of --repeat, and checks the outputs are equal (the references are the test oracles
+in `tests/oracles/`):
 - read: `read_jsonl` + `RecordBatch.from_pylist` (json + pydantic per line) vs
   `read_jsonl_batch` (pyarrow.json, per-line path only for rows it cannot vouch for), over the
   feed's 8 MB ranges as the pipeline plans them;
@@ -26,8 +27,9 @@ import pyarrow as pa  # noqa: E402
 from transforms import normalize as nz  # noqa: E402
 from transforms.event_time import resolve_batch  # noqa: E402
 from transforms.read import UPDATE_SCHEMA, read_jsonl_batch, split_into_ranges  # noqa: E402
-from transforms.split import split_batch, split_rows  # noqa: E402
+from transforms.split import split_batch  # noqa: E402
 from tests.oracles.read import read_jsonl  # noqa: E402
+from tests.oracles.split import split_rows  # noqa: E402
 
 
 def best(fn, repeat: int):

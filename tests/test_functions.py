@@ -13,7 +13,7 @@ from transforms.normalize import canonical_text, fingerprint, normalize_batch, n
 from transforms.read import RANGE_BYTES, ReadTask, read_liveblog, read_text_article, sniff, split_into_ranges
 
 from .oracles.read import read_jsonl, read_task_rows
-from transforms.split import classify, split_update
+from .oracles.split import classify, split_update
 from transforms.windowing import resolve_event_times, split_by_day
 
 from .conftest import SEED, need_shared
