@@ -8,8 +8,7 @@ in `tests/oracles/`):
   `read_jsonl_batch` (pyarrow.json, per-line path only for rows it cannot vouch for), over the
   feed's 8 MB ranges as the pipeline plans them;
 - split: `split_rows` (per update, per line in Python) vs `split_batch` (vectorised);
-- normalize: the regex reference (`_normalize_array_regex`, `_canonical_array_regex`,
-  `_fingerprint_array_loop`) vs `normalize_array`, `canonical_array`, `fingerprint_array`;
+- normalize: the definition (Python NFKC, then regex passes, xxhash per value) vs `normalize_array`, `canonical_array`, `fingerprint_array`;
 - event time: `resolve_batch` on a Python list vs on the Arrow column (RE2 pre-filter).
 The feed: `benchmarks/perf.py N --keep --workdir DIR --skip-pipeline --skip-duckdb` writes one.
 """
@@ -30,6 +29,7 @@ from transforms.read import UPDATE_SCHEMA, read_jsonl_batch, split_into_ranges  
 from transforms.split import split_batch  # noqa: E402
 from tests.oracles.read import read_jsonl  # noqa: E402
 from tests.oracles.split import split_rows  # noqa: E402
+from tests.oracles import normalize as ref_nz  # noqa: E402
 
 
 def best(fn, repeat: int):
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     report("split", got.num_rows, t_ref, t_fast, got.equals(want))
 
     texts = got.column("text")
-    ref = lambda: nz._fingerprint_array_loop(nz._canonical_array_regex(nz._normalize_array_regex(texts)))  # noqa: E731
+    ref = lambda: ref_nz.fingerprint_array(ref_nz.canonical_array(ref_nz.normalize_array(texts)))  # noqa: E731
     fast = lambda: nz.fingerprint_array(nz.canonical_array(nz.normalize_array(texts)))  # noqa: E731
     want, t_ref = best(ref, args.repeat)
     have, t_fast = best(fast, args.repeat)
