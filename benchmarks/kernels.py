@@ -9,7 +9,7 @@ in `tests/oracles/`):
   feed's 8 MB ranges as the pipeline plans them;
 - split: `split_rows` (per update, per line in Python) vs `split_batch` (vectorised);
 - normalize: the definition (Python NFKC, then regex passes, xxhash per value) vs `normalize_array`, `canonical_array`, `fingerprint_array`;
-- event time: `resolve_batch` on a Python list vs on the Arrow column (RE2 pre-filter).
+- event time: `resolve_event_time` on every row vs `resolve_batch` on the Arrow column (RE2 pre-filter).
 The feed: `benchmarks/perf.py N --keep --workdir DIR --skip-pipeline --skip-duckdb` writes one.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from transforms.split import split_batch  # noqa: E402
 from tests.oracles.read import read_jsonl  # noqa: E402
 from tests.oracles.split import split_rows  # noqa: E402
 from tests.oracles import normalize as ref_nz  # noqa: E402
+from tests.oracles.event_time import resolve_rows  # noqa: E402
 
 
 def best(fn, repeat: int):
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     report("normalize", len(texts), t_ref, t_fast, have.equals(want))
 
     pubs = [1646136000_000000] * len(texts)
-    want, t_ref = best(lambda: resolve_batch(texts.to_pylist(), pubs), args.repeat)
+    want, t_ref = best(lambda: resolve_rows(texts.to_pylist(), pubs), args.repeat)
     have, t_fast = best(lambda: resolve_batch(texts, pubs), args.repeat)
     report("event time", len(texts), t_ref, t_fast, have == want)
     return 0
