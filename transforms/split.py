@@ -85,7 +85,7 @@ def _re2_class(ranges) -> str:
 @functools.lru_cache(maxsize=None)
 def _rules() -> dict:
     """What the column-wise split needs to follow the Python rules above exactly, computed once
-    per process (about 0.1 s) from Python's own `re` and `str` methods."""
+    per process from Python's own `re` and `str` methods."""
     # every code point but the surrogates, which never occur in Arrow's UTF-8
     planes = tuple((lo, np.arange(lo, hi, dtype="<u4").tobytes().decode("utf-32-le"))
                    for lo, hi in ((0, 0xD800), (0xE000, 0x110000)))
