@@ -84,8 +84,8 @@ def _re2_class(ranges) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _rules() -> dict:
-    """What the column-wise split needs to follow the Python rules above exactly, computed once
-    per process from Python's own `re` and `str` methods."""
+    """What the column-wise split needs to follow the rules exactly (Python's `re` classes and
+    `str` methods), computed once per process from Python itself."""
     # every code point but the surrogates, which never occur in Arrow's UTF-8
     planes = tuple((lo, np.arange(lo, hi, dtype="<u4").tobytes().decode("utf-32-le"))
                    for lo, hi in ((0, 0xD800), (0xE000, 0x110000)))
