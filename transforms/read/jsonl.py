@@ -55,7 +55,7 @@ _FEED_SCHEMAS = {  # published_at as a JSON string, or as a JSON number
 PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
                  "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 _NOT_BLANK_RE = "[^" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_WHITESPACE) + "]"
-# The ISO 8601 forms vouched for; `_iso_micros` reads them as `UpdateIn._published` does.
+# The ISO 8601 forms vouched for; Arrow's cast reads them as `UpdateIn._published` does (`_iso_micros`).
 _ISO_RE = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
            r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
 _MAX_BRACKETS = 200  # '[' and '{' per line; Python's json stops at about 1000 levels of nesting
@@ -69,6 +69,7 @@ _ERROR_ROW = re.compile(r" in row (\d+)$")
 _KIND_CHANGE = re.compile(r"^JSON parse error: Column\(/published_at\) changed from (?:string|number) to "
                           r"(string|number) in row \d+$")
 _SCAN_BYTES = 1 << 18  # numpy scans in cache-sized pieces
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 def read_jsonl_batch(uri: str, data: bytes, first_line: int, rejects: list) -> pa.RecordBatch:
@@ -327,17 +328,28 @@ def _bad_utf8_lines(data: bytes, starts: np.ndarray, ends: np.ndarray) -> np.nda
     offsets = np.append(starts, ends[-1]).astype(np.int64)
     lines = pa.Array.from_buffers(pa.large_binary(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
-    def bad(lo: int, hi: int) -> list[int]:
+    def valid(lo: int, hi: int) -> bool:
         try:
             lines.slice(lo, hi - lo).cast(pa.large_string())
-            return []
+            return True
         except pa.ArrowInvalid:
-            if hi - lo == 1:
-                return [lo]
-            step = -(-(hi - lo) // 64)
-            return [i for a in range(lo, hi, step) for i in bad(a, min(a + step, hi))]
+            return False
 
-    return np.array(bad(0, len(starts)), np.int64)
+    return _failing(len(starts), valid)
+
+
+def _failing(n: int, works) -> np.ndarray:
+    """Indices i in 0..n-1 for which works(i, i + 1) is False, where works(lo, hi) is True when it
+    holds for every index of lo..hi-1: the parts that fail are split in 64, down to one index."""
+    def bad(lo: int, hi: int) -> list[int]:
+        if works(lo, hi):
+            return []
+        if hi - lo == 1:
+            return [lo]
+        step = -(-(hi - lo) // 64)
+        return [i for a in range(lo, hi, step) for i in bad(a, min(a + step, hi))]
+
+    return np.array(bad(0, n) if n else [], np.int64)
 
 
 def _kind_hint(line: bytes) -> str:
@@ -351,40 +363,25 @@ def _kind_hint(line: bytes) -> str:
 # ----------------------------------------------------------------------------- vouching for rows
 
 def _iso_micros(arr: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
-    """(valid date, UTC microseconds) of strings that match _ISO_RE, computed as
-    `datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)` does."""
-    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
-    chars = np.frombuffer(arr.buffers()[2], np.uint8)
-    ln = np.diff(offsets)
-    width = int(ln.max())  # 20 to 32
-    if (ln == width).all():  # the usual case, one layout: the characters as an (n, width) matrix
-        m = chars[offsets[0]:offsets[-1]].reshape(-1, width)
-    else:
-        m = chars[np.minimum(offsets[:-1, None] + np.arange(width), len(chars) - 1)]
-    d = m.astype(np.int64) - 48
-    rows = np.arange(len(ln))
-    tail = lambda k: d[rows, ln - k]  # noqa: E731 - the k-th character from the end
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month, day = d[:, 5] * 10 + d[:, 6], d[:, 8] * 10 + d[:, 9]
-    seconds = (d[:, 11] * 10 + d[:, 12]) * 3600 + (d[:, 14] * 10 + d[:, 15]) * 60 + d[:, 17] * 10 + d[:, 18]
-    zulu = tail(1) == ord("Z") - 48
-    sign = np.where(tail(6) == ord("-") - 48, -1, 1)
-    offset = np.where(zulu, 0, sign * ((tail(5) * 10 + tail(4)) * 3600 + (tail(2) * 10 + tail(1)) * 60))
-    digits = ln - 20 - np.where(zulu, 1, 6)  # fraction digits after the '.' (none when negative)
-    micros = np.zeros(len(ln), np.int64)
-    for k in range(min(6, width - 20)):
-        micros += np.where(digits > k, d[:, 20 + k], 0) * 10 ** (5 - k)
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month - 1, 0, 11)]
-    month_days = month_days + (leap & (month == 2))
-    # years 1 and 9999 may leave datetime's range when converted to UTC: those go per-line
-    ok = (year >= 2) & (year <= 9998) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
-    y = year - (month <= 2)  # days since 1970-01-01: H. Hinnant's days_from_civil
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ok, (days * 86400 + seconds - offset) * 1_000_000 + micros
+    """(valid, UTC microseconds) of strings that match _ISO_RE, by Arrow's ISO 8601 cast: what
+    `datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)` gives. An impossible
+    date (February 30) is not valid, nor are years 1 and 9999, which may leave datetime's range
+    when converted to UTC: those lines go per-line."""
+    year = pc.cast(pc.utf8_slice_codeunits(arr, 0, 4), pa.int32()).to_numpy(zero_copy_only=False)
+    ok = (year >= 2) & (year <= 9998)
+    micros = np.zeros(len(arr), np.int64)
+    idx = np.flatnonzero(ok)
+    values = arr.take(pa.array(idx, pa.int64()))
+
+    def cast(lo: int, hi: int) -> bool:
+        try:
+            micros[idx[lo:hi]] = pc.cast(values.slice(lo, hi - lo), _TIMESTAMP).cast(pa.int64()).to_numpy()
+            return True
+        except pa.ArrowInvalid:
+            return False
+
+    ok[idx[_failing(len(idx), cast)]] = False
+    return ok, micros
 
 
 def _epoch_micros(values: np.ndarray) -> np.ndarray:
@@ -430,7 +427,7 @@ def _vouch(table: pa.Table) -> tuple[np.ndarray, dict]:
         "update_id": col["update_id"],
         "headline": pc.coalesce(col["headline"], ""),
         "section": col["section"],
-        "published_at": pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(micros)]),
+        "published_at": pa.Array.from_buffers(_TIMESTAMP, n, [None, pa.py_buffer(micros)]),
         "text": col["text"],
     }
     return ok, out
