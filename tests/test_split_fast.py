@@ -1,4 +1,4 @@
-"""`split_batch` (column-wise) against the row-by-row reference `split_update`: the same rows,
+"""`split_batch` (column-wise) against the row-by-row oracle `split_update` (tests/oracles/split.py): the same rows,
 in the same order, with the same values and schema, on constructed edge cases, on every
 Unicode character where a rule looks at characters, and on the real data."""
 from __future__ import annotations
@@ -22,16 +22,14 @@ from transforms.split import LIST_MARKER, SMALL_WORDS, split_batch
 
 from .conftest import REPO, SHARED_DATA, need_shared
 from .oracles.read import read_jsonl, read_task_rows
-from .oracles.split import classify, split_update, strip_marker
+from .oracles.split import classify, split_rows, strip_marker
 
 T = dt.datetime(2022, 2, 21, 8, 30, 15, 123456, tzinfo=UTC)
 # every code point but the surrogates (which cannot occur in Arrow strings)
 ALL_CHARS = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
 
 
-def reference(batch: pa.RecordBatch) -> pa.RecordBatch:
-    rows = [b for u in batch.to_pylist() for b in split_update(u)]
-    return pa.RecordBatch.from_pylist(rows, schema=BLOCK_SCHEMA)
+reference = split_rows
 
 
 def assert_same(batch: pa.RecordBatch) -> pa.RecordBatch:
