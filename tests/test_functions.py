@@ -11,12 +11,11 @@ from schemas.models import BLOCK_SCHEMA, EVENT_SCHEMA, UTC, UpdateIn
 from transforms.dedup import dedup_day, dedup_snapshots
 from transforms.normalize import canonical_text, fingerprint, normalize_batch, normalize_text
 from transforms.read import RANGE_BYTES, ReadTask, read_liveblog, read_text_article, sniff, split_into_ranges
-
-from .oracles.read import read_jsonl, read_task_rows
-from .oracles.split import classify, split_update
 from transforms.windowing import resolve_event_times, split_by_day
 
 from .conftest import SEED, need_shared
+from .oracles.read import read_jsonl, read_task_rows
+from .oracles.split import classify, split_update
 
 
 # --- format detection and parsing -------------------------------------------------------

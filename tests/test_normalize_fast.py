@@ -28,7 +28,6 @@ from .oracles.normalize import canonical_array as ref_canonical_array
 from .oracles.normalize import fingerprint_array as ref_fingerprint_array
 from .oracles.normalize import normalize_array as ref_normalize_array
 from .oracles.normalize import normalize_batch as ref_normalize_batch
-from .oracles.normalize import nfkc_array as ref_nfkc
 
 # --- comparison -----------------------------------------------------------------------------
 

@@ -54,17 +54,17 @@ def fingerprint_array(canonical: pa.Array) -> pa.Array:
 
 
 def normalize_batch(batch: pa.RecordBatch) -> tuple[pa.Table, list[dict]]:
+    """Row by row: each block with its normalized text and the fingerprint of its canonical
+    form; a block whose canonical form is empty is a reject (`empty_text`) instead."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    text = normalize_array(table.column("text"))
-    canon = canonical_array(text)
-    empty = pc.equal(pc.utf8_length(canon), 0)
-    rejects = []
-    if pc.any(empty).as_py():
-        bad = table.filter(empty)
-        for r in bad.select(["source_uri", "line", "text"]).to_pylist():
-            rejects.append(reject(r["source_uri"], r["line"], "normalize", "empty_text", r["text"]))
-        keep = pc.invert(empty)
-        table, text, canon = table.filter(keep), text.filter(keep), canon.filter(keep)
-    table = table.set_column(table.schema.get_field_index("text"), "text", text)
-    table = table.append_column("fingerprint", fingerprint_array(canon))
-    return table, rejects
+    texts = normalize_array(table.column("text"))
+    canonical = canonical_array(texts).to_pylist()
+    kept, rejects = [], []
+    for row, text, canon in zip(table.to_pylist(), texts.to_pylist(), canonical):
+        if canon:
+            kept.append({**row, "text": text, "fingerprint": xxhash.xxh3_64_hexdigest(canon.encode("utf-8"))})
+        else:
+            rejects.append(reject(row["source_uri"], row["line"], "normalize", "empty_text", row["text"]))
+    i = table.schema.get_field_index("text")
+    schema = table.schema.set(i, pa.field("text", texts.type)).append(pa.field("fingerprint", pa.string()))
+    return pa.Table.from_pylist(kept, schema=schema), rejects

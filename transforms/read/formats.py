@@ -130,7 +130,7 @@ def detect(data: bytes) -> str:
 
 # ----------------------------------------------------------------------------- shared pieces
 
-def _source_of(url: str | None) -> str | None:
+def source_of(url: str | None) -> str | None:
     """The host of a URL without `www.`, the source of an update that names none."""
     if not url:
         return None
@@ -281,7 +281,7 @@ def jsonl_line_row(uri: str, n: int, s: str, rejects: list) -> dict | None:
         "source_uri": uri,
         "line": n,
         "fmt": "jsonl",
-        "source": u.source or _source_of(u.url) or "unknown",
+        "source": u.source or source_of(u.url) or "unknown",
         "article_id": u.article_id or u.url,
         "update_id": u.update_id,
         "headline": u.headline or "",
@@ -304,7 +304,7 @@ def read_liveblog(uri: str, data: bytes, rejects: list) -> list[dict]:
         return []
     url = blog.get("url") if isinstance(blog.get("url"), str) else None
     article_id = str(blog.get("blog_id") or url or "lb-" + stable_hash(uri, 16))
-    source = _source_of(url) or _parent_name(uri)
+    source = source_of(url) or _parent_name(uri)
     headline = str(blog.get("title") or "")
     rows, position = [], 0
     for i, post in enumerate(blog["documents"]):
@@ -423,7 +423,7 @@ def read_headlines_csv(uri: str, data: bytes, rejects: list) -> list[dict]:
                 continue
             url = get(rec, "src")
             article_id = url or "csv-" + stable_hash(f"{get(rec, 'site')}\x1f{title}", 16)
-            source = get(rec, "site") or _source_of(url) or "unknown"
+            source = get(rec, "site") or source_of(url) or "unknown"
             rows.append(_headline_row(name, line, "headlines-csv", article_id, source, title, published,
                                       get(rec, "desc")))
     return rows
@@ -461,7 +461,7 @@ def read_headlines_json(uri: str, data: bytes, rejects: list) -> list[dict]:
         link = item.get("link") if isinstance(item.get("link"), str) else None
         source = item.get("domain") if isinstance(item.get("domain"), str) and item.get("domain") else None
         article_id = link or "json-" + stable_hash(f"{source}\x1f{title}", 16)
-        rows.append(_headline_row(uri, n, "headlines-json", article_id, source or _source_of(link) or "unknown",
+        rows.append(_headline_row(uri, n, "headlines-json", article_id, source or source_of(link) or "unknown",
                                   title.strip(), published, ""))
     return rows
 

@@ -416,10 +416,10 @@ def _vouch(table: pa.Table) -> tuple[np.ndarray, dict]:
     ok &= pub_ok
     source = col["source"]
     need = ok & ~has["source"]
-    if need.any():  # `_source_of(url) or "unknown"`, once per distinct url
+    if need.any():  # `source_of(url) or "unknown"`, once per distinct url
         idx = np.flatnonzero(need)
         urls = col["url"].take(pa.array(idx)).to_pylist()
-        memo = {url: formats._source_of(url) or "unknown" for url in set(urls)}
+        memo = {url: formats.source_of(url) or "unknown" for url in set(urls)}
         source = pc.replace_with_mask(source, pa.array(need), pa.array([memo[u] for u in urls], pa.string()))
     out = {
         "source": source,
