@@ -85,10 +85,6 @@ class NewsEventsOptions(PipelineOptions):
         parser.add_argument("--spill-dir", "--spill_dir", dest="spill_dir", default=None,
                             help="folder for the spill files (default: DIR/_staging/<run>/spill for a local "
                                  "output, else the system temp folder); every worker must see it")
-        parser.add_argument("--batch-rows", "--batch_rows", dest="batch_rows", type=int, default=0,
-                            help="at most this many updates per Arrow batch after reading (default 0: one "
-                                 "batch per file or 8 MB range); 1 is the element-wise path: every update "
-                                 "travels as its own element up to the first shuffle (same output, slower)")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -220,8 +216,6 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
         raise UsageError(f"--allowed-lateness: {e}") from None
     if opts.near not in ("on", "off"):
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
-    if opts.batch_rows < 0:
-        raise UsageError(f"--batch-rows must be 0 (no limit) or more, not {opts.batch_rows}")
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
     files = expand_inputs(patterns)
@@ -255,8 +249,6 @@ def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) 
 
     read = p | "Files" >> beam.Create(plan.files) | "Read" >> plan.reader
     updates = read["updates"]
-    if opts.batch_rows > 0:
-        updates = updates | "Rebatch" >> beam.FlatMap(rebatch, opts.batch_rows)
     blocks = updates | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
     state = normalized["blocks"] | "LoadPriorState" >> LoadPriorState(root)
@@ -279,12 +271,6 @@ SHARD_BYTES = 16 << 20
 
 def auto_shards(input_bytes: int) -> int:
     return min(4096, max(DEFAULT_SHARDS, -(-input_bytes // SHARD_BYTES)))
-
-
-def rebatch(batch, rows: int):
-    """Slices of at most `rows` rows (zero-copy)."""
-    for start in range(0, batch.num_rows, rows):
-        yield batch.slice(start, rows)
 
 
 # Beam's DirectRunner, under the names a user may give it: the local engine, whose shuffles

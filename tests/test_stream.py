@@ -94,11 +94,13 @@ def services(tmp_path_factory):
 def _feed(today: dt.date) -> list[dict]:
     """The bundled sample's updates as update-feed records, moved so that its last day is two
     days before today (the stream's clock is the records' publication time)."""
-    from transforms.read import ReadPlan, read_plan
+    from transforms.read import ReadTask
+
+    from .oracles.read import read_task_rows
 
     rows = []
     for path in sorted(p for p in SAMPLE.rglob("*") if p.is_file()):
-        rows += read_plan(ReadPlan(str(path), "auto", 0, -1, 1), path.read_bytes())[0]
+        rows += read_task_rows(ReadTask(str(path), "auto", 0, -1, 1), path.read_bytes())[0]
     shift = (today - dt.timedelta(days=2)) - max(r["published_at"].date() for r in rows)
     out = []
     for r in rows:
