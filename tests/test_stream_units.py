@@ -197,6 +197,25 @@ def test_offsets_pass_over_a_gap_and_hold_at_a_record_not_done(tmp_path):
     assert max(commits(tmp_path)) == 9
 
 
+def test_a_record_is_an_event_or_a_late_reject_whatever_a_later_job_decides(tmp_path):
+    """Each job's gate starts its clock afresh, so a restarted job may judge a record read again
+    otherwise than the job before it: the record stays what it became first."""
+    root = str(tmp_path)
+    refused, committed = record(1, "refused-before", 4, 9), record(3, "committed-before", 4, 10)
+    DayLedger(root, TOPIC, "2024-03-04", "late.txt").write({record_key(refused.value.value)})
+    DayLedger(root, TOPIC, "2024-03-04").write({record_key(committed.value.value)})
+    events = (TestStream().advance_watermark_to(_ts(4))
+              .add_elements([refused, record(2, "new", 4, 11)])       # on time for this job
+              .advance_watermark_to(_ts(5, 1))
+              .add_elements([record(4, "clock", 10, 12), committed])  # too late for this job
+              .advance_watermark_to_infinity())
+    with streaming_pipeline() as p:
+        out = p | events | CommitRecords(root, TOPIC, URI, DAY_SECONDS, [], run=fake_run, offsets=FakeOffsets(root))
+        assert_that(out["late"], equal_to([(0, [3])]), label="late")
+    assert runs(tmp_path) == [["new"], ["clock"]]
+    assert not (tmp_path / "rejects").exists()
+
+
 # ----------------------------------------------------------------------------- plain functions
 
 def test_advance_stops_at_the_first_offset_not_done():

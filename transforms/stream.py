@@ -228,8 +228,9 @@ def run_pane(root: str, path: str, run_args: list[str], lock_wait: float = 600.0
 
 class _CommitDayFn(beam.DoFn):
     """Runs one pane through the batch pipeline into OUTPUT, leaving out the records the day's
-    ledger holds (committed before: after a restart, or a pane delivered again); outputs
-    (partition, offsets) of every record of the pane, done once this returns.
+    ledgers hold (committed before: after a restart, or a pane delivered again; or refused as
+    late by an earlier job); outputs (partition, offsets) of every record of the pane, done once
+    this returns.
 
     Example: a pane of day 2024-03-04 with records r1 (offset 7) and r2 (offset 9), r1 in the
     ledger -> one run over r2, the ledger gets r2, output (0, [7, 9])."""
@@ -244,8 +245,11 @@ class _CommitDayFn(beam.DoFn):
         records = [(int(p), int(o), bytes(v)) for p, o, v in records]
         ledger = DayLedger(self._root, self._topic, day)
         done = ledger.read()
+        # a record refused as late before (by an earlier job, whose clock was further on) stays
+        # a reject: one record is one row
+        refused = DayLedger(self._root, self._topic, day, "late.txt").read()
         keys = {record_key(v): v for _, _, v in records}
-        new = sorted(v for k, v in keys.items() if k not in done)
+        new = sorted(v for k, v in keys.items() if k not in done and k not in refused)
         where = offset_ranges(records)
         if new:
             path = pane_file(self._root, self._topic, day, new)
@@ -260,7 +264,7 @@ class _CommitDayFn(beam.DoFn):
             # file read again gives the same rows (the batch run is idempotent)
             ledger.write(done | set(keys))
         log.warning("committed day %s: %d records (%d read, %d already committed; offsets %s)%s",
-                    day, len(new), len(records), len(records) - len(new), where,
+                    day, len(new), len(records), len(keys) - len(new), where,
                     f" ({os.path.basename(path)})" if new else "")
         yield from done_offsets(records)
 
@@ -350,7 +354,9 @@ class _LateRejectsFn(beam.DoFn):
     """Too-late records -> `rejects` rows (stage window, reason late), one file per record,
     committed by rename, counted in `quality.late` of the record's day (`count_late`); the
     file name is the record's content and the day's late ledger holds it, so a redelivered late
-    record is the same row and is counted once. Outputs (partition, [offset]) once done."""
+    record is the same row and is counted once. A record its day has committed already (an
+    earlier job, whose clock was behind this one's, let it through) stays an event: one record
+    is one row. Outputs (partition, [offset]) once done."""
 
     def __init__(self, root: str, topic: str, source_uri: str):
         self._root, self._topic, self._uri = root, topic, source_uri
@@ -362,6 +368,11 @@ class _LateRejectsFn(beam.DoFn):
 
         day, (partition, offset, value) = item
         value = bytes(value)
+        key = record_key(value)
+        if key in DayLedger(self._root, self._topic, day).read():
+            log.warning("late record for %s (offset p%d:%d): its day committed it before", day, partition, offset)
+            yield int(partition), [int(offset)]
+            return
         name = f"late-{stable_hash(value.hex() + day, 16)}"
         path = os.path.join(self._root, "rejects", f"{name}.parquet")
         if not os.path.exists(path):
@@ -369,7 +380,7 @@ class _LateRejectsFn(beam.DoFn):
             tmp = os.path.join(self._root, "rejects", f".{name}-{os.getpid()}.tmp")
             pq.write_table(rejects_table([reject(self._uri, None, "window", "late", value)]), tmp)
             os.replace(tmp, path)
-        counted = count_late(self._root, self._topic, day, record_key(value))
+        counted = count_late(self._root, self._topic, day, key)
         log.warning("late record for %s (offset p%d:%d) -> rejects%s", day, partition, offset,
                     "" if counted else " (counted before)")
         yield int(partition), [int(offset)]
