@@ -33,7 +33,9 @@ committed to its day: records already committed are not read again, a record tha
 waiting in an open day's window is. What is read again (records at or above the committed
 offset that were done out of order, or done between the last offset commit and the stop) is
 left out by the day's ledgers (`_stream/TOPIC/day=.../committed.txt` for committed records,
-`late.txt` for late rejects), so no record is counted twice.
+`late.txt` for late rejects), so no record is counted twice; a record read again stays what it
+became the first time (event or late reject), even if the new job's gate, whose clock starts
+afresh, would judge it otherwise.
 
 Example record (one Kafka message value):
     {"article_id": "a1", "published_at": "2024-03-04T06:10:00+01:00", "text": "Port shut."}
