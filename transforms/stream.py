@@ -29,8 +29,8 @@ worker that holds the pane.
 
 Restart: the job commits Kafka offsets itself, and only for records that are done (see
 `_CommitOffsetsFn`), so a restarted job reads from the first record that was not yet
-committed to its day: records already committed are not read again, a record that was still
-waiting in an open day's window is. What is read again (records at or above the committed
+committed to its day or rejected: records already committed are not read again, a record that
+was still waiting in an open day's window is. What is read again (records at or above the committed
 offset that were done out of order, or done between the last offset commit and the stop) is
 left out by the day's ledgers (`_stream/TOPIC/day=.../committed.txt` for committed records,
 `late.txt` for late rejects), so no record is counted twice; a record read again stays what it
@@ -40,7 +40,8 @@ afresh, would judge it otherwise.
 Example record (one Kafka message value):
     {"article_id": "a1", "published_at": "2024-03-04T06:10:00+01:00", "text": "Port shut."}
 Guarantee: a day's rows appear in OUTPUT once the watermark has passed the day's end; before
-that the day is absent or holds only what earlier panes committed.
+that the day is absent or holds only what earlier panes committed. The group's committed
+offset never passes a record that is neither in OUTPUT nor rejected.
 
 Why ReadFromKafka runs as the legacy UnboundedSource (`--experiments=use_deprecated_read` given
 to the expansion service, runners/kafka-flink.sh): on the Flink 1.19 portable runner of Beam
@@ -515,7 +516,7 @@ class CommitRecords(beam.PTransform):
     (`run_pane`) and `offsets` is the group's offsets (`KafkaOffsets`); tests pass others.
 
     Output: `committed`, (partition, offsets) per committed pane; `late`, (partition, [offset])
-    per too-late record; `offsets`, (partition, committed offset) after each done element."""
+    per too-late record; `offsets`, (partition, next offset not done) after each of those."""
 
     def __init__(self, root: str, topic: str, source_uri: str, allowed_lateness: int, run_args: list[str],
                  servers: str = "", group: str = "", run=run_pane, offsets=None):
