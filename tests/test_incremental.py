@@ -1,7 +1,6 @@
 """Scheduled runs: day by day equals all at once; reruns; crashes at any point converge."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -101,12 +100,18 @@ def test_only_touched_partitions_are_rewritten(tmp_path):
 
 # --- crashes -----------------------------------------------------------------------------
 
-def _run_cli(inputs, out, env=None, timeout=300):
-    args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out)]
+def _run_args(inputs, out, *faults: str) -> list[str]:
+    """`newsevents run` in a new interpreter; with `faults` (options of tests/faults.py: the
+    fault-injection hooks on the run's named points), through that wrapper."""
+    args = [sys.executable, "-m", "tests.faults", *faults, "--"] if faults else [sys.executable, "-m", "pipelines.cli"]
+    args += ["run", "--output", str(out)]
     for i in inputs:
         args += ["--input", str(i)]
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return args
+
+
+def _run_cli(inputs, out, *faults: str, timeout=300):
+    return subprocess.run(_run_args(inputs, out, *faults), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def _visible_files(out: Path) -> dict[str, bytes]:
@@ -122,8 +127,11 @@ def test_kill_at_commit_points_converges(tmp_path, point):
     out = tmp_path / "out"
     run_pipeline(drops[:1], out)
     old = _visible_files(out)
-    r = _run_cli([drops[1]], out, env={"NEWSEVENTS_CRASH_AT": point})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    r = _run_cli([drops[1]], out, "--crash-at", point, "--mark-dir", str(marks))
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert (marks / point).exists()  # killed by the hook at that point, in the CLI's own process
     new = _visible_files(reference)
     for rel, data in _visible_files(out).items():
         pq.read_table(out / rel)  # every visible file is complete
@@ -138,8 +146,8 @@ def test_kill_at_commit_points_converges(tmp_path, point):
 
 def test_kill_at_chosen_moments_converges(tmp_path):
     """Killed while reading, with every file staged, and half way through the commit: each
-    time the run is held at the point (NEWSEVENTS_PAUSE_AT) and killed only once it has said it
-    got there (NEWSEVENTS_MARK_DIR), so the kill lands there and not in a process still
+    time the run is held at the point (tests/faults.py --pause-at) and killed only once it has
+    said it got there (--mark-dir), so the kill lands there and not in a process still
     importing or already done. The next run converges to the one-run result."""
     drops = live_blog_drops(tmp_path / "drops")
     reference = tmp_path / "reference"
@@ -148,14 +156,11 @@ def test_kill_at_chosen_moments_converges(tmp_path):
     out = tmp_path / "out"
     run_pipeline(drops[:1], out)
     old = _visible_files(out)
-    args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[1]),
-            "--input", str(drops[2])]
     for point in ("after-read", "before-manifest", "after-first-move"):
         marks = tmp_path / f"marks-{point}"
         marks.mkdir()
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "NEWSEVENTS_PAUSE_AT": f"{point}:300",
-                                     "NEWSEVENTS_MARK_DIR": str(marks)})
+        proc = subprocess.Popen(_run_args(drops[1:], out, "--pause-at", f"{point}:300", "--mark-dir", str(marks)),
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 240
         while not (marks / point).exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
@@ -163,6 +168,7 @@ def test_kill_at_chosen_moments_converges(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert reached, f"the run never reached {point} (exit {proc.returncode})"
+        assert (marks / point).read_text().split()[0] == str(proc.pid)  # in the process the kill hit
         assert running and proc.returncode == -signal.SIGKILL, "the run had finished before the kill"
         assert (out / "_lock").exists()  # it died holding the output, before its end
         if point != "after-first-move":  # before the commit point: the old dataset, untouched
@@ -179,11 +185,8 @@ def test_concurrent_runs_do_not_corrupt_the_output(tmp_path):
     reference = tmp_path / "reference"
     run_pipeline(drops[:2], reference)
     out = tmp_path / "out"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[0]),
-         "--input", str(drops[1])],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "NEWSEVENTS_PAUSE_AT": "before-manifest:8"})
+    first = subprocess.Popen(_run_args(drops[:2], out, "--pause-at", "before-manifest:8"),
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / "_staging").exists() and time.time() < deadline:  # the first run is writing
         time.sleep(0.2)
