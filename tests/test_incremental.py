@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import REPO, query, run_pipeline, write_jsonl
+from .conftest import REPO, copy_of, query, run_pipeline, write_jsonl
 
 TABLES = {
     "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
@@ -53,12 +53,15 @@ def live_blog_drops(root: Path) -> list[Path]:
     return [write_jsonl(root / day / "scrape.jsonl", rows) for day, rows in scrapes.items()]
 
 
-def test_day_by_day_equals_all_at_once(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    all_at_once, daily, backwards = tmp_path / "all", tmp_path / "daily", tmp_path / "backwards"
-    run_pipeline(drops, all_at_once)
-    for d in drops:
-        run_pipeline([d], daily)
+@pytest.fixture
+def drops(shared_runs) -> list[Path]:
+    """The three scrapes, written once for the module's tests and their shared runs."""
+    return shared_runs.inputs("live-blog-drops", live_blog_drops)
+
+
+def test_day_by_day_equals_all_at_once(tmp_path, drops, shared_runs):
+    all_at_once, daily = shared_runs.run(drops), shared_runs.run_each([[d] for d in drops])
+    backwards = tmp_path / "backwards"
     for d in reversed(drops):
         run_pipeline([d], backwards)
     expected = dataset(all_at_once)
@@ -73,11 +76,8 @@ def test_day_by_day_equals_all_at_once(tmp_path):
     assert query(daily, "SELECT sum(redelivered) FROM quality") == [(8,)]
 
 
-def test_rerun_of_a_day_changes_nothing(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    out = tmp_path / "out"
-    for d in drops:
-        run_pipeline([d], out)
+def test_rerun_of_a_day_changes_nothing(tmp_path, drops, shared_runs):
+    out = copy_of(shared_runs.run_each([[d] for d in drops]), tmp_path / "out")
     before = dataset(out)
     files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
     run_pipeline([drops[1]], out)
@@ -85,10 +85,8 @@ def test_rerun_of_a_day_changes_nothing(tmp_path):
     assert sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == files
 
 
-def test_only_touched_partitions_are_rewritten(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    out = tmp_path / "out"
-    run_pipeline(drops, out)
+def test_only_touched_partitions_are_rewritten(tmp_path, drops, shared_runs):
+    out = copy_of(shared_runs.run(drops), tmp_path / "out")
     other = write_jsonl(tmp_path / "other" / "x.jsonl", [
         {"article_id": "elsewhere", "text": "A quiet day in Arvo.", "published_at": "2024-03-20T10:00:00Z"}])
     stamps = {p: p.stat().st_mtime_ns for p in (out / "events").rglob("*.parquet")}
@@ -120,12 +118,9 @@ def _visible_files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("point", ["before-manifest", "after-manifest", "after-first-move", "after-moves"])
-def test_kill_at_commit_points_converges(tmp_path, point):
-    drops = live_blog_drops(tmp_path / "drops")
-    reference = tmp_path / "reference"
-    run_pipeline(drops[:2], reference)
-    out = tmp_path / "out"
-    run_pipeline(drops[:1], out)
+def test_kill_at_commit_points_converges(tmp_path, point, drops, shared_runs):
+    reference = shared_runs.run(drops[:2])
+    out = copy_of(shared_runs.run(drops[:1]), tmp_path / "out")
     old = _visible_files(out)
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -144,17 +139,13 @@ def test_kill_at_commit_points_converges(tmp_path, point):
     assert not (out / "_staging").exists() and not lock.exists()
 
 
-def test_kill_at_chosen_moments_converges(tmp_path):
+def test_kill_at_chosen_moments_converges(tmp_path, drops, shared_runs):
     """Killed while reading, with every file staged, and half way through the commit: each
     time the run is held at the point (tests/faults.py --pause-at) and killed only once it has
     said it got there (--mark-dir), so the kill lands there and not in a process still
     importing or already done. The next run converges to the one-run result."""
-    drops = live_blog_drops(tmp_path / "drops")
-    reference = tmp_path / "reference"
-    run_pipeline(drops, reference)
-    expected = dataset(reference)
-    out = tmp_path / "out"
-    run_pipeline(drops[:1], out)
+    expected = dataset(shared_runs.run(drops))
+    out = copy_of(shared_runs.run(drops[:1]), tmp_path / "out")
     old = _visible_files(out)
     for point in ("after-read", "before-manifest", "after-first-move"):
         marks = tmp_path / f"marks-{point}"
@@ -180,10 +171,8 @@ def test_kill_at_chosen_moments_converges(tmp_path):
     assert dataset(out) == expected
 
 
-def test_concurrent_runs_do_not_corrupt_the_output(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    reference = tmp_path / "reference"
-    run_pipeline(drops[:2], reference)
+def test_concurrent_runs_do_not_corrupt_the_output(tmp_path, drops, shared_runs):
+    reference = shared_runs.run(drops[:2])
     out = tmp_path / "out"
     first = subprocess.Popen(_run_args(drops[:2], out, "--pause-at", "before-manifest:8"),
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
