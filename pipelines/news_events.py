@@ -207,7 +207,6 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     patterns = substitute_date(patterns, opts.date)
     if not opts.output:
         raise UsageError("--output is required")
-    check_output(opts.output)
     if opts.event_time not in ("text", "published"):
         raise UsageError(f"--event-time must be text or published, not {opts.event_time!r}")
     try:
@@ -218,17 +217,21 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
+    try:  # the steps check their own configuration; here their message becomes a usage error
+        ReadUpdates(opts.format, 0, 0, 0.0)
+        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
+        if opts.shards is not None:
+            DedupSnapshots(opts.shards)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     files = expand_inputs(patterns)
+    check_output(opts.output)  # after every other check: a refused command leaves no folder behind
     input_bytes = sum(size for _, size in files)
     every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
     token = opts.run_token or uuid.uuid4().hex
     spill = spill_folder(options, token)
-    try:  # the steps check their own configuration; here their message becomes a usage error
-        reader = ReadUpdates(opts.format, len(files), input_bytes, every)
-        snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
-        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    reader = ReadUpdates(opts.format, len(files), input_bytes, every)
+    snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
     choose_local_workers(options, list(argv or []), input_bytes)
     return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near)
 
