@@ -340,7 +340,7 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
     return PipelineOptions(argv, **preset)
 
 
-# Below this much input, starting worker processes (about 2 s each) costs more than they save.
+# Below this much input, starting worker processes costs more than they save (BENCHMARKS.md).
 AUTO_WORKERS_BYTES = 32 << 20
 
 
