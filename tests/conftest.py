@@ -42,6 +42,20 @@ def query(root: Path, sql: str) -> list[tuple]:
     return connect(str(root)).sql(sql).fetchall()
 
 
+# Each table's rows in a stable order, as the tests compare two outputs (event_time as text).
+TABLE_ROWS = {
+    "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
+    "duplicates": "SELECT * FROM duplicates ORDER BY ALL",
+    "quality": "SELECT * FROM quality ORDER BY ALL",
+    "rejects": "SELECT stage, reason, raw, count(*) FROM rejects GROUP BY ALL ORDER BY ALL",
+}
+
+
+def table_rows(root: Path, names: tuple[str, ...]) -> dict:
+    """{table: its rows (`TABLE_ROWS`)} for the named tables of the output at `root`."""
+    return {name: query(root, TABLE_ROWS[name]) for name in names}
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

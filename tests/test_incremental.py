@@ -10,17 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import REPO, copy_of, query, run_pipeline, write_jsonl
-
-TABLES = {
-    "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
-    "duplicates": "SELECT * FROM duplicates ORDER BY ALL",
-    "quality": "SELECT * FROM quality ORDER BY ALL",
-}
+from .conftest import REPO, copy_of, query, run_pipeline, table_rows, write_jsonl
 
 
 def dataset(root: Path) -> dict:
-    return {name: query(root, sql) for name, sql in TABLES.items()}
+    return table_rows(root, ("events", "duplicates", "quality"))
 
 
 def post(blog, n, day, hour, text, scraped_day=None):

@@ -18,7 +18,7 @@ from transforms.sink import merge_rejects, migrate
 from transforms.state import for_snapshots, upgrade_occurrences
 from transforms.windowing import resolve_event_times
 
-from .conftest import copy_of, query, run_pipeline, write_jsonl
+from .conftest import copy_of, query, run_pipeline, table_rows, write_jsonl
 from .test_end_to_end import assert_accounting
 
 FEED = [
@@ -35,15 +35,8 @@ FEED_BLOCKS = 4
 ARTICLE = "date 2024-03-04 Harbour Storm\nThe harbour closed at noon.\nShips Stay Out\nNo ship may enter.\n"
 ARTICLE_BLOCKS = 4  # headline, paragraph, heading, paragraph
 
-TABLES = {
-    "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
-    "duplicates": "SELECT * FROM duplicates ORDER BY ALL",
-    "rejects": "SELECT stage, reason, raw, count(*) FROM rejects GROUP BY ALL ORDER BY ALL",
-}
-
-
 def rows(root: Path) -> dict:
-    return {name: query(root, sql) for name, sql in TABLES.items()}
+    return table_rows(root, ("events", "duplicates", "rejects"))
 
 
 def quality(root: Path) -> list[tuple]:
