@@ -217,21 +217,18 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
-    try:  # the steps check their own configuration; here their message becomes a usage error
-        ReadUpdates(opts.format, 0, 0, 0.0)
-        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
-        if opts.shards is not None:
-            DedupSnapshots(opts.shards)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
     files = expand_inputs(patterns)
-    check_output(opts.output)  # after every other check: a refused command leaves no folder behind
     input_bytes = sum(size for _, size in files)
     every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
     token = opts.run_token or uuid.uuid4().hex
     spill = spill_folder(options, token)
-    reader = ReadUpdates(opts.format, len(files), input_bytes, every)
-    snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
+    try:  # the steps check their own configuration; here their message becomes a usage error
+        reader = ReadUpdates(opts.format, len(files), input_bytes, every)
+        snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
+        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    check_output(opts.output)  # after every other check: a refused command leaves no folder behind
     choose_local_workers(options, list(argv or []), input_bytes)
     return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near)
 
