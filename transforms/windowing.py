@@ -192,6 +192,11 @@ def at_end() -> beam.WindowInto:
                            accumulation_mode=AccumulationMode.DISCARDING)
 
 
+def stamp_by_day(part: tuple) -> TimestampedValue:
+    """A `(day, rows)` element stamped with the start of its day."""
+    return TimestampedValue(part, day_start(part[0]))
+
+
 def day_marker(day: str, schema: pa.Schema) -> tuple:
     """An empty part for `day`: makes the day's group exist, so the day is recomputed."""
     return day, schema.empty_table()
@@ -215,7 +220,7 @@ class _StampAndWindow(beam.PTransform):
             )
             on_time, late = gated.on_time, gated[LATE]
         else:
-            on_time = parts | "StampByDay" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
+            on_time = parts | "StampByDay" >> beam.Map(stamp_by_day)
             late = parts.pipeline | "NoLateInBatch" >> beam.Create([])
         return {"main": on_time | "DayWindows" >> day_windows(), LATE: late}
 
@@ -256,7 +261,7 @@ class WindowByDay(beam.PTransform):
         present = None
         if self._recompute is not None:
             present = (self._recompute
-                       | "StampRecompute" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
+                       | "StampRecompute" >> beam.Map(stamp_by_day)
                        | "RecomputeWindows" >> day_windows())
         grouped = tables | "GroupByDay" >> GroupTables(
             day_keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present)
