@@ -365,9 +365,7 @@ class _LateRejectsFn(beam.DoFn):
         self._root, self._topic, self._uri = root, topic, source_uri
 
     def process(self, item):
-        import pyarrow.parquet as pq
-
-        from transforms.sink import rejects_table
+        from transforms.sink import parquet_bytes, rejects_table
 
         day, (partition, offset, value) = item
         value = bytes(value)
@@ -379,10 +377,7 @@ class _LateRejectsFn(beam.DoFn):
         name = f"late-{stable_hash(value.hex() + day, 16)}"
         path = os.path.join(self._root, "rejects", f"{name}.parquet")
         if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = os.path.join(self._root, "rejects", f".{name}-{os.getpid()}.tmp")
-            pq.write_table(rejects_table([reject(self._uri, None, "window", "late", value)]), tmp)
-            os.replace(tmp, path)
+            write_atomically(path, parquet_bytes(rejects_table([reject(self._uri, None, "window", "late", value)])))
         counted = count_late(self._root, self._topic, day, key)
         log.warning("late record for %s (offset p%d:%d) -> rejects%s", day, partition, offset,
                     "" if counted else " (counted before)")
