@@ -2,14 +2,14 @@
 
     .venv/bin/python benchmarks/kernels.py FEED.jsonl [--repeat 3]
 
-Times, best of --repeat, and checks the outputs are equal:
+Times, best of --repeat, and checks the outputs are equal (the references are the test oracles
+in `tests/oracles/`):
 - read: `read_jsonl` + `RecordBatch.from_pylist` (json + pydantic per line) vs
   `read_jsonl_batch` (pyarrow.json, per-line path only for rows it cannot vouch for), over the
   feed's 8 MB ranges as the pipeline plans them;
 - split: `split_rows` (per update, per line in Python) vs `split_batch` (vectorised);
-- normalize: the regex reference (`_normalize_array_regex`, `_canonical_array_regex`,
-  `_fingerprint_array_loop`) vs `normalize_array`, `canonical_array`, `fingerprint_array`;
-- event time: `resolve_batch` on a Python list vs on the Arrow column (RE2 pre-filter).
+- normalize: the definition (Python NFKC, then regex passes, xxhash per value) vs `normalize_array`, `canonical_array`, `fingerprint_array`;
+- event time: `resolve_event_time` on every row vs `resolve_batch` on the Arrow column (RE2 pre-filter).
 The feed: `benchmarks/perf.py N --keep --workdir DIR --skip-pipeline --skip-duckdb` writes one.
 """
 from __future__ import annotations
@@ -25,8 +25,12 @@ import pyarrow as pa  # noqa: E402
 
 from transforms import normalize as nz  # noqa: E402
 from transforms.event_time import resolve_batch  # noqa: E402
-from transforms.read import UPDATE_SCHEMA, plan_reads, read_jsonl, read_jsonl_batch  # noqa: E402
-from transforms.split import split_batch, split_rows  # noqa: E402
+from transforms.read import UPDATE_SCHEMA, read_jsonl_batch, split_into_ranges  # noqa: E402
+from transforms.split import split_batch  # noqa: E402
+from tests.oracles.read import read_jsonl  # noqa: E402
+from tests.oracles.split import split_rows  # noqa: E402
+from tests.oracles import normalize as ref_nz  # noqa: E402
+from tests.oracles.event_time import resolve_rows  # noqa: E402
 
 
 def best(fn, repeat: int):
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     data = args.feed.read_bytes()
     uri = str(args.feed)
-    plans = plan_reads(uri, "jsonl", len(data), data[:65536], iter([data]))
+    plans = split_into_ranges(uri, "jsonl", len(data), iter([data]))
     ranges = [(data[p.start:(p.end if p.end >= 0 else len(data))], p.first_line) for p in plans]
 
     def ref_read():
@@ -69,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     report("split", got.num_rows, t_ref, t_fast, got.equals(want))
 
     texts = got.column("text")
-    ref = lambda: nz._fingerprint_array_loop(nz._canonical_array_regex(nz._normalize_array_regex(texts)))  # noqa: E731
+    ref = lambda: ref_nz.fingerprint_array(ref_nz.canonical_array(ref_nz.normalize_array(texts)))  # noqa: E731
     fast = lambda: nz.fingerprint_array(nz.canonical_array(nz.normalize_array(texts)))  # noqa: E731
     want, t_ref = best(ref, args.repeat)
     have, t_fast = best(fast, args.repeat)
     report("normalize", len(texts), t_ref, t_fast, have.equals(want))
 
     pubs = [1646136000_000000] * len(texts)
-    want, t_ref = best(lambda: resolve_batch(texts.to_pylist(), pubs), args.repeat)
+    want, t_ref = best(lambda: resolve_rows(texts.to_pylist(), pubs), args.repeat)
     have, t_fast = best(lambda: resolve_batch(texts, pubs), args.repeat)
     report("event time", len(texts), t_ref, t_fast, have == want)
     return 0

@@ -4,6 +4,9 @@
     newsevents sql DIR "SELECT ..."     # DuckDB over views events, duplicates, rejects, quality
     newsevents report DIR --html PATH   # one self-contained HTML page of charts
 
+Each command has --help; `newsevents run --help` lists the pipeline's options. Beam's own
+pipeline options (--runner, --job_endpoint, ...) pass through `run` to Beam as given.
+
 Exit status: 0 when the run succeeded (rejects included); 2 with one line on stderr for
 unusable arguments (unknown options included), a missing input or an output location that
 cannot be written or listed; 75 when another run holds the output (try again later); 1 for a
@@ -13,6 +16,7 @@ engine failed the job (after the engine's own log lines).
 """
 from __future__ import annotations
 
+import argparse
 import collections
 import errno
 import logging
@@ -23,7 +27,6 @@ import tempfile
 import threading
 
 _default_excepthook = threading.excepthook
-USAGE = __doc__.split("\n\n")[1]
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output; a scheduler may retry
 
 
@@ -69,14 +72,12 @@ def _quiet_step_tracebacks(record: logging.LogRecord) -> bool:
 
 
 def _run(argv: list[str]) -> int:
+    """`newsevents run`: `argv` is every argument after `run` (newsevents and Beam pipeline
+    options, unparsed: `pipeline_options` refuses an unknown one, `preflight` the rest)."""
     from pipelines.lock import LockError
     from pipelines.news_events import NewsEventsOptions, UsageError, pipeline_options, run, summary
     from transforms.sink import OutputStateError
 
-    if not any(a == "--input" or a.startswith("--input=") for a in argv):
-        return _error("--input is required")
-    if not any(a == "--output" or a.startswith("--output=") for a in argv):
-        return _error("--output is required")
     job_server = _JobServerLog()
     try:
         result = run(argv)
@@ -167,16 +168,121 @@ def explain_failure(exc: BaseException, job_server: _JobServerLog) -> str:
     return f"the run failed: {type(exc).__name__}: {msg}{log}"
 
 
-def _sql(argv: list[str]) -> int:
+def _sql(args: argparse.Namespace) -> int:
     from pipelines.sql import SqlError, print_query
 
-    if len(argv) != 2:
-        return _error('usage: newsevents sql DIR "SELECT ..."')
     try:
-        print_query(argv[0], argv[1])
+        print_query(args.dir, args.query)
     except SqlError as e:
         return _error(str(e))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pipelines.report import report_command
+
+    return report_command(args.dir, args.html)
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+class _ArgError(Exception):
+    """A command line argparse refuses: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refused command line reported as one line (`newsevents: error: ...`,
+    exit 2) instead of argparse's usage block: `hint` words that line for its command, and
+    `page` (when given) writes the command's --help."""
+
+    def __init__(self, *args, hint=None, page=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hint, self.page = hint, page
+
+    def error(self, message: str):
+        raise _ArgError(self.hint(message) if self.hint else message)
+
+    def format_help(self) -> str:
+        return self.page(self) if self.page else super().format_help()
+
+    def _check_value(self, action, value):
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            raise argparse.ArgumentError(None, f"unknown command {value!r} (expected {COMMANDS})")
+        super()._check_value(action, value)
+
+
+def _top_page(parser: argparse.ArgumentParser) -> str:
+    return __doc__.strip() + "\n"  # the usage of every command and the exit statuses
+
+
+def _run_page(parser: argparse.ArgumentParser) -> str:
+    """`newsevents run --help`: the pipeline's options (newsevents' own; Beam loaded only now)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    import pipelines.news_events  # noqa: F401  (declares the newsevents options classes)
+
+    shown = argparse.ArgumentParser(prog=parser.prog, usage=parser.usage, description=parser.description,
+                                    epilog=parser.epilog, add_help=False)
+    shown.add_argument("-h", "--help", action="help", help="show this help message and exit")
+    ours = [c for c in PipelineOptions.__subclasses__() if c.__module__.startswith("pipelines.")]
+    for cls in sorted(ours, key=lambda c: c.__module__ != "pipelines.news_events"):  # the pipeline's first
+        cls._add_argparse_args(shown.add_argument_group(f"options ({cls.__module__})"))
+    return shown.format_help()
+
+
+COMMANDS = "run, sql or report"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `newsevents` command line: one subcommand per job, each with --help. A command's
+    `handler(args, rest)` runs it; `rest` is what argparse left (only `run` takes any)."""
+    top = _Parser(prog="newsevents", page=_top_page)
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = commands.add_parser(
+        "run", page=_run_page, allow_abbrev=False,
+        usage="newsevents run --input PATH... --output DIR [--format FORMAT] [options] [Beam pipeline options]",
+        help="run the pipeline: inputs in, the dataset at DIR written or updated",
+        description="Run the pipeline: read the inputs, write or update the dataset at DIR.",
+        epilog="Beam's pipeline options (--runner, --job_endpoint, --flink_master, --direct_num_workers, ...) "
+               "pass through to Beam as given. An option that neither newsevents nor Beam knows is an error.")
+    run.set_defaults(handler=lambda args, rest: _run(rest), takes_rest=True)
+    sql = commands.add_parser("sql", hint=lambda message: 'usage: newsevents sql DIR "SELECT ..."',
+                              help="query the dataset with DuckDB",
+                              description="Run one SQL query with DuckDB over the dataset at DIR (views "
+                                          "events, duplicates, quality and rejects) and print the result.")
+    sql.add_argument("dir", metavar="DIR", help="dataset root written by `newsevents run --output DIR`")
+    sql.add_argument("query", metavar="SQL", help='the query, e.g. "SELECT count(*) FROM events"')
+    sql.set_defaults(handler=lambda args, rest: _sql(args))
+    report = commands.add_parser("report", hint=lambda message: f"{message} (usage: newsevents report DIR --html PATH)",
+                                 help="write a self-contained HTML report of the dataset",
+                                 description="Write a self-contained HTML report (charts) of the dataset at DIR.")
+    report.add_argument("dir", metavar="DIR", help="dataset root written by `newsevents run --output DIR`")
+    report.add_argument("--html", metavar="PATH", required=True, help="HTML file to write")
+    report.set_defaults(handler=lambda args, rest: _report(args))
+    help_ = commands.add_parser("help", help="this text")
+    help_.set_defaults(handler=lambda args, rest: top.print_help() or 0, takes_rest=True)
+    for sub in commands.choices.values():
+        sub.set_defaults(parser=sub)
+    return top
+
+
+def command(argv: list[str]) -> int:
+    """Parse `argv`, run its command and return the exit status (no logging set up: `main`)."""
+    if not argv:
+        print(__doc__.strip())
+        return 2
+    if argv[0].startswith("-") and argv[0] not in ("-h", "--help"):  # the command comes first
+        return _error(f"unknown command {argv[0]!r} (expected {COMMANDS})")
+    try:
+        args, rest = parser().parse_known_args(argv)
+        if rest and not getattr(args, "takes_rest", False):
+            args.parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    except _ArgError as e:
+        return _error(str(e))
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    return args.handler(args, rest)
 
 
 def _quiet_optional_clients(record: logging.LogRecord) -> bool:
@@ -195,6 +301,7 @@ def _quiet_closed_channels(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `newsevents` console script (and `python -m pipelines.cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     threading.excepthook = _quiet_closed_channels
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -202,19 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(_quiet_optional_clients)
         handler.addFilter(_quiet_step_tracebacks)
     logging.getLogger().addFilter(_quiet_optional_clients)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(__doc__.strip())
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command == "run":
-        return _run(rest)
-    if command == "sql":
-        return _sql(rest)
-    if command == "report":
-        from pipelines.report import main_report
-
-        return main_report(rest)
-    return _error(f"unknown command {command!r} (expected run, sql or report)")
+    return command(argv)
 
 
 if __name__ == "__main__":

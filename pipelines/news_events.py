@@ -86,10 +86,6 @@ class NewsEventsOptions(PipelineOptions):
         parser.add_argument("--spill-dir", "--spill_dir", dest="spill_dir", default=None,
                             help="folder for the spill files (default: DIR/_staging/<run>/spill for a local "
                                  "output, else the system temp folder); every worker must see it")
-        parser.add_argument("--batch-rows", "--batch_rows", dest="batch_rows", type=int, default=0,
-                            help="at most this many updates per Arrow batch after reading (default 0: one "
-                                 "batch per file or 8 MB range); 1 is the element-wise path: every update "
-                                 "travels as its own element up to the first shuffle (same output, slower)")
         parser.add_argument("--day-dedup", "--day_dedup", dest="day_dedup", default="whole",
                             help="whole (default): each event day deduplicated in one group; spread "
                                  "(experimental, batch only): by fingerprint and LSH bucket shards, no group "
@@ -217,7 +213,6 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     patterns = substitute_date(patterns, opts.date)
     if not opts.output:
         raise UsageError("--output is required")
-    check_output(opts.output)
     if opts.event_time not in ("text", "published"):
         raise UsageError(f"--event-time must be text or published, not {opts.event_time!r}")
     try:
@@ -226,8 +221,6 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
         raise UsageError(f"--allowed-lateness: {e}") from None
     if opts.near not in ("on", "off"):
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
-    if opts.batch_rows < 0:
-        raise UsageError(f"--batch-rows must be 0 (no limit) or more, not {opts.batch_rows}")
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
     if opts.day_dedup not in ("whole", "spread"):
@@ -246,6 +239,7 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
                 if opts.near == "on" else None)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    check_output(opts.output)  # after every other check: a refused command leaves no folder behind
     choose_local_workers(options, list(argv or []), input_bytes)
     day_shards = snapshots.shards if opts.day_dedup == "spread" else 0
     return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near, day_shards)
@@ -267,8 +261,6 @@ def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) 
 
     read = p | "Files" >> beam.Create(plan.files) | "Read" >> plan.reader
     updates = read["updates"]
-    if opts.batch_rows > 0:
-        updates = updates | "Rebatch" >> beam.FlatMap(rebatch, opts.batch_rows)
     blocks = updates | "Split" >> SplitEvents()
     normalized = blocks | "Normalize" >> Normalize()
     state = normalized["blocks"] | "LoadPriorState" >> LoadPriorState(root)
@@ -297,12 +289,6 @@ SHARD_BYTES = 16 << 20
 
 def auto_shards(input_bytes: int) -> int:
     return min(4096, max(DEFAULT_SHARDS, -(-input_bytes // SHARD_BYTES)))
-
-
-def rebatch(batch, rows: int):
-    """Slices of at most `rows` rows (zero-copy)."""
-    for start in range(0, batch.num_rows, rows):
-        yield batch.slice(start, rows)
 
 
 # Beam's DirectRunner, under the names a user may give it: the local engine, whose shuffles
@@ -369,7 +355,7 @@ def pipeline_options(argv: list[str]) -> PipelineOptions:
     return PipelineOptions(argv, **preset)
 
 
-# Below this much input, starting worker processes (about 2 s each) costs more than they save.
+# Below this much input, starting worker processes costs more than they save (BENCHMARKS.md).
 AUTO_WORKERS_BYTES = 32 << 20
 
 

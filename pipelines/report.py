@@ -17,9 +17,10 @@ up (every block read is one events, duplicates or rejects row), and where the da
 Three plain functions: `report_data(root)` returns the numbers every chart is drawn from (a
 JSON-able dict); `render_html(data)` turns that dict into the page (no I/O, same dict in, same
 page out); `write_report(root, html_path)` does both and writes the file by rename, so a
-reader never sees half a page. `main_report(argv)` is the command line: exit 0, or 2 with
-one line on stderr (`newsevents: error: ...`) for a missing or unreadable dataset, bad
-arguments or an unwritable report path.
+reader never sees half a page. `report_command(root, html_path)` is the `newsevents report`
+command (parsed in `pipelines.cli`; `main_report(argv)` runs it from an argument list): exit 0,
+or 2 with one line on stderr (`newsevents: error: ...`) for a missing or unreadable dataset,
+bad arguments or an unwritable report path.
 
 Example::
 
@@ -28,7 +29,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import difflib
 import html
@@ -595,54 +595,39 @@ def _write_report(root: str, html_path: str) -> dict:
     return data
 
 
-class _ArgError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line on stderr, not argparse's usage + exit
-        raise _ArgError(message)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="newsevents report",
-                description="Write a self-contained HTML report (charts) of the dataset at DIR.")
-    p.add_argument("dir", metavar="DIR", help="dataset root written by `newsevents run --output DIR`")
-    p.add_argument("--html", metavar="PATH", required=True, help="HTML file to write")
-    return p
-
-
 def _error(msg: str) -> int:
     print(f"newsevents: error: {msg}", file=sys.stderr)
     return 2
 
 
-def main_report(argv: list[str]) -> int:
-    """`newsevents report DIR --html PATH`: 0 when written; 2 with one stderr line for user errors."""
+def report_command(root: str, html_path: str) -> int:
+    """`newsevents report DIR --html PATH` once parsed (`pipelines.cli`): 0 when written, with one
+    line on stdout; 2 with one stderr line for a missing or unreadable dataset or an unwritable path."""
     import duckdb
 
     from pipelines.sql import SqlError
 
     try:
-        args = _parser().parse_args(list(argv))
-    except _ArgError as e:
-        return _error(f"{e} (usage: newsevents report DIR --html PATH)")
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    try:
-        data = _write_report(args.dir, args.html)
+        data = _write_report(root, html_path)
     except SqlError as e:
         return _error(str(e))
     except duckdb.Error as e:
-        return _error(f"cannot read dataset {args.dir}: {str(e).splitlines()[0]}")
+        return _error(f"cannot read dataset {root}: {str(e).splitlines()[0]}")
     except OSError as e:
-        return _error(f"cannot write report {args.html}: {e.strerror or e}")
+        return _error(f"cannot write report {html_path}: {e.strerror or e}")
     t = data["totals"]
-    size = os.path.getsize(args.html)
-    print(f"newsevents: wrote {args.html} ({size / 1e6:.1f} MB): {_plural(t['events'], 'event')}, "
+    size = os.path.getsize(html_path)
+    print(f"newsevents: wrote {html_path} ({size / 1e6:.1f} MB): {_plural(t['events'], 'event')}, "
           f"{_plural(t['duplicates'], 'duplicate')}, {_plural(t['rejects'], 'reject')} "
           f"over {_plural(data['origin']['days'], 'day')}")
     return 0
+
+
+def main_report(argv: list[str]) -> int:
+    """`newsevents report ARGS...`: the `report` command of the one command line (`pipelines.cli`)."""
+    from pipelines.cli import command
+
+    return command(["report", *argv])
 
 
 if __name__ == "__main__":

@@ -5,10 +5,15 @@ SIGTERM cancels the job and exits 0. Days already committed stay as they are; a 
 short leaves only staged files, which the next run's recovery finishes or discards (the
 batch sink's manifest), so nothing half-written is visible.
 
-A restart reads the topic again from its earliest offset (offsets are not committed to Kafka:
-a record read but still waiting in an open day's window would otherwise be skipped after a
-stop). Records already committed come back and are left out by each day's ledger
-(`transforms.stream`), so none is counted twice.
+The job reads as a Kafka consumer group, `--kafka-group` (default: one per output folder and
+topic, `transforms.stream.default_group`), and commits the group's offsets itself, per
+partition up to the first record not yet committed to its day or rejected. A new group starts
+at the earliest offset; a restart with the same output and topic (or the same --kafka-group)
+goes on from the committed offsets: records already committed are not read again, a record
+that was still waiting in an open day window is. The few records read again (done after the
+last offset commit, or done out of order above a waiting one) are left out by each day's
+ledger (`transforms.stream`), so none is counted twice. A new --kafka-group (or a new output)
+reads the topic from the start.
 """
 from __future__ import annotations
 
@@ -31,6 +36,11 @@ class KafkaOptions(PipelineOptions):
                                  "EMBEDDED environments and the use_deprecated_read experiment "
                                  "(runners/kafka-flink.sh start; default $NEWSEVENTS_KAFKA_EXPANSION or "
                                  f"{DEFAULT_EXPANSION})")
+        parser.add_argument("--kafka-group", "--kafka_group", dest="kafka_group", default=None,
+                            help="Kafka consumer group whose committed offsets the stream reads from and "
+                                 "commits to (default: newsevents-TOPIC-<hash of the output folder and "
+                                 "topic>, so a restart into the same output goes on where the last job "
+                                 "stopped; a new group starts at the earliest offset)")
 
 
 # newsevents options a pane's batch run takes over from the stream's command line
@@ -77,8 +87,11 @@ def build_stream(p: beam.Pipeline, options: PipelineOptions, argv: list[str]):
         raise UsageError("a Kafka stream writes a local (or mounted) --output folder")
     expansion = (options.view_as(KafkaOptions).kafka_expansion_service
                  or os.environ.get("NEWSEVENTS_KAFKA_EXPANSION") or DEFAULT_EXPANSION)
+    group = options.view_as(KafkaOptions).kafka_group
+    if group is not None and not group.strip():
+        raise UsageError("--kafka-group must not be empty")
     return p | "Stream" >> StreamFromKafka(patterns[0], os.path.abspath(opts.output), lateness, expansion,
-                                           pane_run_args(argv))
+                                           pane_run_args(argv), group_id=group)
 
 
 def run_stream(argv: list[str], options: PipelineOptions):

@@ -4,7 +4,7 @@ timestamp (what the live stream's event-time clock reads).
     python runners/kafka_produce.py kafka://127.0.0.1:9092/updates updates.jsonl   # or - for stdin
 
 A line whose `published_at` cannot be read is produced as it is, stamped with the current time
-(the stream then refuses it as a reject). Needs confluent-kafka (the project's test extra).
+(the stream then refuses it as a reject). Needs confluent-kafka (a dependency of the project).
 """
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ UTC = dt.timezone.utc
 # Arrow types that differ from the default mapping are stated on the field.
 INT32 = {"arrow": "int32"}
 REJECT_RAW_LIMIT = 2000
+# Epoch seconds accepted as a publication time: [0, this), i.e. 1970 up to the year 3000.
+EPOCH_SECONDS_END = 32503680000
 
 Kind = Literal["headline", "heading", "paragraph", "bullet"]
 
@@ -46,7 +48,7 @@ class UpdateIn(BaseModel):
         if isinstance(v, bool):
             raise ValueError("must be ISO 8601 with offset or epoch seconds")
         if isinstance(v, (int, float)):
-            if not (0 <= v < 32503680000):  # 1970..3000
+            if not (0 <= v < EPOCH_SECONDS_END):
                 raise ValueError("epoch seconds out of range")
             return dt.datetime.fromtimestamp(v, UTC)
         if isinstance(v, str):

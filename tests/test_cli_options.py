@@ -46,3 +46,19 @@ def test_check_arguments_is_silent_for_a_plain_run():
     check_arguments(["--input", "a", "--input", "b", "c", "--output", "o", "--date", "2024-03-05"])
     with pytest.raises(UsageError):
         check_arguments(["--input", "a", "--output", "o", "--dte=2024-03-05"])
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--input is required"),
+    (["--input", str(SAMPLE), "--format", "xml"], "--format must be one of"),
+    (["--input", str(SAMPLE), "--near-threshold", "2"], "--near-threshold must be in (0, 1], not 2.0"),
+    (["--input", str(SAMPLE), "--shards", "0"], "--shards must be at least 1"),
+    (["--input", str(SAMPLE), "--event-time", "never"], "--event-time must be text or published"),
+    (["--input", "no/such/input"], "input not found: no/such/input"),
+])
+def test_a_refused_run_leaves_no_output_folder(tmp_path, capsys, args, message):
+    """preflight refuses before it probes the output (the probe creates the folder)."""
+    out = tmp_path / "out"
+    assert main(["run", *args, "--output", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LIVEBLOG, REPO, SEED, need_shared, query, run_pipeline, write_jsonl
+from .conftest import LIVEBLOG, REPO, SAMPLE, SEED, copy_of, need_shared, query, run_pipeline, write_jsonl
 
 
 def table_counts(root: Path) -> dict:
@@ -156,20 +156,18 @@ def test_bad_input_accounting(tmp_path):
     assert_accounting(out, blocks)
 
 
-def test_rerun_is_idempotent(tmp_path):
-    out = tmp_path / "out"
-    run_pipeline([REPO / "sample" / "input"], out)
+def test_rerun_is_idempotent(tmp_path, shared_runs):
+    out = copy_of(shared_runs.run([SAMPLE]), tmp_path / "out")
     first = {t: query(out, f"SELECT * FROM {t} ORDER BY ALL") for t in ("events", "duplicates", "rejects", "quality")}
     files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
-    run_pipeline([REPO / "sample" / "input"], out)
+    run_pipeline([SAMPLE], out)
     again = {t: query(out, f"SELECT * FROM {t} ORDER BY ALL") for t in ("events", "duplicates", "rejects", "quality")}
     assert again == first
     assert sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == files
 
 
-def test_sample_quick_start(tmp_path):
-    out = tmp_path / "out"
-    run_pipeline([REPO / "sample" / "input"], out)
+def test_sample_quick_start(shared_runs):
+    out = shared_runs.run([SAMPLE])
     # 12 + 14 blocks (headline included) in the two article snapshots, 2 + 3 + 1 + 1 feed blocks + 1 refused line, 5 live-blog sentences
     assert_accounting(out, 12 + 14 + 7 + 1 + 5)
     (ferry,) = query(out, "SELECT mention_count, source FROM events WHERE text = 'Ferry operators cancelled 42 sailings.'")

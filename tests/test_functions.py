@@ -10,12 +10,12 @@ import pytest
 from schemas.models import BLOCK_SCHEMA, EVENT_SCHEMA, UTC, UpdateIn
 from transforms.dedup import dedup_day, dedup_snapshots
 from transforms.normalize import canonical_text, fingerprint, normalize_batch, normalize_text
-from transforms.read import (RANGE_BYTES, ReadPlan, plan_reads, read_jsonl, read_liveblog, read_plan,
-                             read_text_article, sniff)
-from transforms.split import classify, split_update
+from transforms.read import RANGE_BYTES, ReadTask, read_liveblog, read_text_article, sniff, split_into_ranges
 from transforms.windowing import day_keys, day_start, resolve_event_times
 
 from .conftest import SEED, need_shared
+from .oracles.read import read_jsonl, read_task_rows
+from .oracles.split import classify, split_update
 
 
 # --- format detection and parsing -------------------------------------------------------
@@ -152,7 +152,7 @@ def test_headlines_csv_zipped_with_bad_rows():
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("data.csv", csv_text)
         z.writestr("__MACOSX/._data.csv", b"\x00\x05junk")
-    rows, rejects = read_plan(ReadPlan("r.zip", "auto", 0, -1, 1), buf.getvalue())
+    rows, rejects = read_task_rows(ReadTask("r.zip", "auto", 0, -1, 1), buf.getvalue())
     assert [(r["line"], r["article_id"], r["source"], r["headline"], r["published_at"].day) for r in rows] == [
         (2, "https://bbc.co.uk/news/1", "bbc.co.uk", "Kyiv Under Fire", 28),
         (5, "https://x.org/4", "x.org", "Quoted, title", 1)]
@@ -166,7 +166,7 @@ def test_headlines_csv_zipped_with_bad_rows():
 def test_headlines_json_items():
     items = [{"title": "Texas grid warns of blackouts", "domain": "reuters.com", "link": "https://r/1",
               "timestamp": 1657514452}, {"title": "", "timestamp": 1}, {"title": "No time"}, "x"]
-    rows, rejects = read_plan(ReadPlan("h.json", "auto", 0, -1, 1), json.dumps(items).encode())
+    rows, rejects = read_task_rows(ReadTask("h.json", "auto", 0, -1, 1), json.dumps(items).encode())
     assert [(r["line"], r["article_id"], r["source"]) for r in rows] == [(1, "https://r/1", "reuters.com")]
     assert rows[0]["published_at"] == dt.datetime(2022, 7, 11, 4, 40, 52, tzinfo=UTC)
     assert [(r["line"], r["reason"]) for r in rejects] == [
@@ -174,19 +174,19 @@ def test_headlines_json_items():
     assert [(b["kind"], b["text"]) for b in split_update(rows[0])] == [("headline", "Texas grid warns of blackouts")]
 
 
-def test_read_plan_binary_and_empty():
-    rows, rejects = read_plan(ReadPlan("img.png", "auto", 0, -1, 1), b"\x89PNG\x00\x00\x00")
+def test_read_task_binary_and_empty():
+    rows, rejects = read_task_rows(ReadTask("img.png", "auto", 0, -1, 1), b"\x89PNG\x00\x00\x00")
     assert rows == [] and [(r["stage"], r["reason"], r["line"]) for r in rejects] == [("read", "binary_file", None)]
-    rows, rejects = read_plan(ReadPlan("e.txt", "auto", 0, -1, 1), b"")
+    rows, rejects = read_task_rows(ReadTask("e.txt", "auto", 0, -1, 1), b"")
     assert rows == [] and [r["reason"] for r in rejects] == ["empty_file"]
 
 
-def test_plan_reads_ranges_are_line_aligned_and_numbered():
+def test_ranges_are_line_aligned_and_numbered():
     line = b'{"article_id": "a", "text": "x", "published_at": 1}\n'
     n = (2 * RANGE_BYTES) // len(line) + 10
     data = line * n
     chunks = (data[i:i + 1_000_003] for i in range(0, len(data), 1_000_003))
-    plans = plan_reads("f.jsonl", "jsonl", len(data), data[:100], chunks)
+    plans = split_into_ranges("f.jsonl", "jsonl", len(data), chunks)
     assert len(plans) == 3
     assert plans[0].start == 0 and plans[-1].end == -1
     for a, b in zip(plans, plans[1:]):
@@ -358,7 +358,7 @@ def test_arrow_schema_from_model():
 
 def test_inputs_that_used_to_crash_the_read_become_rejects():
     """Found while building the fast reader: each of these raised out of the read step."""
-    from transforms.read import ReadPlan, read_jsonl_batch, read_plan_batch
+    from transforms.read import ReadTask, parse_task, read_jsonl_batch
 
     ok = {"article_id": "a", "text": "fine", "published_at": "2024-03-05T00:00:00Z"}
     lines = [
@@ -387,6 +387,6 @@ def test_inputs_that_used_to_crash_the_read_become_rejects():
     # a headline JSON array with a lone surrogate in one title: that item is a reject
     arr = b'[{"title": "ok", "timestamp": 1646200000, "link": "https://a.example/1"},' \
           b' {"title": "bad \\ud800", "timestamp": 1646200000, "link": "https://a.example/2"}]'
-    batch, rejects = read_plan_batch(ReadPlan("h.json", "headlines-json", 0, -1, 1), arr)
+    batch, rejects = parse_task(ReadTask("h.json", "headlines-json", 0, -1, 1), arr)
     assert batch.column("article_id").to_pylist() == ["https://a.example/1"]
     assert [(r["line"], r["reason"]) for r in rejects] == [(2, "invalid_unicode")]

@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from transforms.read import ReadPlan, input_problem, read_plan, read_plan_batch, sniff
+from transforms.read import ReadTask, input_problem, parse_task, sniff
+
+from .oracles.read import read_task_rows
 
 from .conftest import query
 
@@ -24,9 +26,9 @@ def lines(*items) -> bytes:
 
 
 def read_both(data: bytes, fmt: str = "auto"):
-    """read_plan (row by row) and read_plan_batch (the production path) must agree."""
-    rows, rejects = read_plan(ReadPlan("f", fmt, 0, -1, 1), data)
-    batch, batch_rejects = read_plan_batch(ReadPlan("f", fmt, 0, -1, 1), data)
+    """read_task_rows (the oracle, row by row) and parse_task (the production path) must agree."""
+    rows, rejects = read_task_rows(ReadTask("f", fmt, 0, -1, 1), data)
+    batch, batch_rejects = parse_task(ReadTask("f", fmt, 0, -1, 1), data)
     assert batch.column("line").to_pylist() == [r["line"] for r in rows]
     assert sorted((r["line"], r["reason"]) for r in batch_rejects) == sorted((r["line"], r["reason"]) for r in rejects)
     return [r["line"] for r in rows], sorted((r["line"], r["stage"], r["reason"]) for r in rejects)
@@ -59,7 +61,7 @@ def test_one_nul_byte_is_one_reject(fmt):
 
 def test_nul_byte_in_a_text_article_line():
     data = b"date 2024-03-05 Storm hits the harbour\nFirst paragraph.\nbad \x00 line\nLast paragraph.\n"
-    rows, rejects = read_plan(ReadPlan("a.txt", "auto", 0, -1, 1), data)
+    rows, rejects = read_task_rows(ReadTask("a.txt", "auto", 0, -1, 1), data)
     assert [(r["line"], r["reason"]) for r in rejects] == [(3, "nul_byte")]
     assert rows[0]["text"].split("\n")[:3] == ["First paragraph.", "", "Last paragraph."]
 
@@ -89,7 +91,7 @@ def test_array_first_line_then_feed_lines_under_auto():
 
 def test_csv_field_over_the_size_limit_is_a_reject():
     data = b"title,Date,src,Site\nGood,03/05/2024,https://a.org/1,a.org\nHuge," + b"x" * 200_000 + b",u,s\n"
-    rows, rejects = read_plan(ReadPlan("h.csv", "auto", 0, -1, 1), data)
+    rows, rejects = read_task_rows(ReadTask("h.csv", "auto", 0, -1, 1), data)
     assert [r["headline"] for r in rows] == ["Good"]
     assert [(r["line"], r["reason"]) for r in rejects] == [(3, "invalid_csv")]
 

@@ -1,7 +1,6 @@
 """Scheduled runs: day by day equals all at once; reruns; crashes at any point converge."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,17 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import REPO, query, run_pipeline, write_jsonl
-
-TABLES = {
-    "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
-    "duplicates": "SELECT * FROM duplicates ORDER BY ALL",
-    "quality": "SELECT * FROM quality ORDER BY ALL",
-}
+from .conftest import REPO, copy_of, query, run_pipeline, table_rows, write_jsonl
 
 
 def dataset(root: Path) -> dict:
-    return {name: query(root, sql) for name, sql in TABLES.items()}
+    return table_rows(root, ("events", "duplicates", "quality"))
 
 
 def post(blog, n, day, hour, text, scraped_day=None):
@@ -54,12 +47,15 @@ def live_blog_drops(root: Path) -> list[Path]:
     return [write_jsonl(root / day / "scrape.jsonl", rows) for day, rows in scrapes.items()]
 
 
-def test_day_by_day_equals_all_at_once(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    all_at_once, daily, backwards = tmp_path / "all", tmp_path / "daily", tmp_path / "backwards"
-    run_pipeline(drops, all_at_once)
-    for d in drops:
-        run_pipeline([d], daily)
+@pytest.fixture
+def drops(shared_runs) -> list[Path]:
+    """The three scrapes, written once for the module's tests and their shared runs."""
+    return shared_runs.inputs("live-blog-drops", live_blog_drops)
+
+
+def test_day_by_day_equals_all_at_once(tmp_path, drops, shared_runs):
+    all_at_once, daily = shared_runs.run(drops), shared_runs.run_each([[d] for d in drops])
+    backwards = tmp_path / "backwards"
     for d in reversed(drops):
         run_pipeline([d], backwards)
     expected = dataset(all_at_once)
@@ -74,11 +70,8 @@ def test_day_by_day_equals_all_at_once(tmp_path):
     assert query(daily, "SELECT sum(redelivered) FROM quality") == [(8,)]
 
 
-def test_rerun_of_a_day_changes_nothing(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    out = tmp_path / "out"
-    for d in drops:
-        run_pipeline([d], out)
+def test_rerun_of_a_day_changes_nothing(tmp_path, drops, shared_runs):
+    out = copy_of(shared_runs.run_each([[d] for d in drops]), tmp_path / "out")
     before = dataset(out)
     files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
     run_pipeline([drops[1]], out)
@@ -86,10 +79,8 @@ def test_rerun_of_a_day_changes_nothing(tmp_path):
     assert sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == files
 
 
-def test_only_touched_partitions_are_rewritten(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    out = tmp_path / "out"
-    run_pipeline(drops, out)
+def test_only_touched_partitions_are_rewritten(tmp_path, drops, shared_runs):
+    out = copy_of(shared_runs.run(drops), tmp_path / "out")
     other = write_jsonl(tmp_path / "other" / "x.jsonl", [
         {"article_id": "elsewhere", "text": "A quiet day in Arvo.", "published_at": "2024-03-20T10:00:00Z"}])
     stamps = {p: p.stat().st_mtime_ns for p in (out / "events").rglob("*.parquet")}
@@ -101,12 +92,18 @@ def test_only_touched_partitions_are_rewritten(tmp_path):
 
 # --- crashes -----------------------------------------------------------------------------
 
-def _run_cli(inputs, out, env=None, timeout=300):
-    args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out)]
+def _run_args(inputs, out, *faults: str) -> list[str]:
+    """`newsevents run` in a new interpreter; with `faults` (options of tests/faults.py: the
+    fault-injection hooks on the run's named points), through that wrapper."""
+    args = [sys.executable, "-m", "tests.faults", *faults, "--"] if faults else [sys.executable, "-m", "pipelines.cli"]
+    args += ["run", "--output", str(out)]
     for i in inputs:
         args += ["--input", str(i)]
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return args
+
+
+def _run_cli(inputs, out, *faults: str, timeout=300):
+    return subprocess.run(_run_args(inputs, out, *faults), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def _visible_files(out: Path) -> dict[str, bytes]:
@@ -115,15 +112,15 @@ def _visible_files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("point", ["before-manifest", "after-manifest", "after-first-move", "after-moves"])
-def test_kill_at_commit_points_converges(tmp_path, point):
-    drops = live_blog_drops(tmp_path / "drops")
-    reference = tmp_path / "reference"
-    run_pipeline(drops[:2], reference)
-    out = tmp_path / "out"
-    run_pipeline(drops[:1], out)
+def test_kill_at_commit_points_converges(tmp_path, point, drops, shared_runs):
+    reference = shared_runs.run(drops[:2])
+    out = copy_of(shared_runs.run(drops[:1]), tmp_path / "out")
     old = _visible_files(out)
-    r = _run_cli([drops[1]], out, env={"NEWSEVENTS_CRASH_AT": point})
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    r = _run_cli([drops[1]], out, "--crash-at", point, "--mark-dir", str(marks))
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert (marks / point).exists()  # killed by the hook at that point, in the CLI's own process
     new = _visible_files(reference)
     for rel, data in _visible_files(out).items():
         pq.read_table(out / rel)  # every visible file is complete
@@ -136,26 +133,19 @@ def test_kill_at_commit_points_converges(tmp_path, point):
     assert not (out / "_staging").exists() and not lock.exists()
 
 
-def test_kill_at_chosen_moments_converges(tmp_path):
+def test_kill_at_chosen_moments_converges(tmp_path, drops, shared_runs):
     """Killed while reading, with every file staged, and half way through the commit: each
-    time the run is held at the point (NEWSEVENTS_PAUSE_AT) and killed only once it has said it
-    got there (NEWSEVENTS_MARK_DIR), so the kill lands there and not in a process still
+    time the run is held at the point (tests/faults.py --pause-at) and killed only once it has
+    said it got there (--mark-dir), so the kill lands there and not in a process still
     importing or already done. The next run converges to the one-run result."""
-    drops = live_blog_drops(tmp_path / "drops")
-    reference = tmp_path / "reference"
-    run_pipeline(drops, reference)
-    expected = dataset(reference)
-    out = tmp_path / "out"
-    run_pipeline(drops[:1], out)
+    expected = dataset(shared_runs.run(drops))
+    out = copy_of(shared_runs.run(drops[:1]), tmp_path / "out")
     old = _visible_files(out)
-    args = [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[1]),
-            "--input", str(drops[2])]
     for point in ("after-read", "before-manifest", "after-first-move"):
         marks = tmp_path / f"marks-{point}"
         marks.mkdir()
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "NEWSEVENTS_PAUSE_AT": f"{point}:300",
-                                     "NEWSEVENTS_MARK_DIR": str(marks)})
+        proc = subprocess.Popen(_run_args(drops[1:], out, "--pause-at", f"{point}:300", "--mark-dir", str(marks)),
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 240
         while not (marks / point).exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)
@@ -163,6 +153,7 @@ def test_kill_at_chosen_moments_converges(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert reached, f"the run never reached {point} (exit {proc.returncode})"
+        assert (marks / point).read_text().split()[0] == str(proc.pid)  # in the process the kill hit
         assert running and proc.returncode == -signal.SIGKILL, "the run had finished before the kill"
         assert (out / "_lock").exists()  # it died holding the output, before its end
         if point != "after-first-move":  # before the commit point: the old dataset, untouched
@@ -174,16 +165,11 @@ def test_kill_at_chosen_moments_converges(tmp_path):
     assert dataset(out) == expected
 
 
-def test_concurrent_runs_do_not_corrupt_the_output(tmp_path):
-    drops = live_blog_drops(tmp_path / "drops")
-    reference = tmp_path / "reference"
-    run_pipeline(drops[:2], reference)
+def test_concurrent_runs_do_not_corrupt_the_output(tmp_path, drops, shared_runs):
+    reference = shared_runs.run(drops[:2])
     out = tmp_path / "out"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", "--output", str(out), "--input", str(drops[0]),
-         "--input", str(drops[1])],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "NEWSEVENTS_PAUSE_AT": "before-manifest:8"})
+    first = subprocess.Popen(_run_args(drops[:2], out, "--pause-at", "before-manifest:8"),
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / "_staging").exists() and time.time() < deadline:  # the first run is writing
         time.sleep(0.2)

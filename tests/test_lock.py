@@ -205,18 +205,18 @@ def test_a_real_run_that_lost_its_lock_stops_before_its_commit(tmp_path):
 
     out, marks = tmp_path / "out", tmp_path / "marks"
     marks.mkdir()
-    env = {**os.environ, "NEWSEVENTS_LOCK_LEASE": "1", "NEWSEVENTS_PAUSE_AT": "before-manifest:60",
-           "NEWSEVENTS_MARK_DIR": str(marks)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.news_events", "--input", str(REPO / "sample" / "input"),
-                             "--output", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "NEWSEVENTS_LOCK_LEASE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.faults", "--pause-at", "before-manifest:60", "--mark-dir",
+                             str(marks), "--", "run", "--input", str(REPO / "sample" / "input"), "--output", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (marks / "before-manifest").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert (marks / "before-manifest").exists() and proc.poll() is None
+    assert (marks / "before-manifest").read_text().split()[0] == str(proc.pid)  # held in the run's own process
     other = {"owner": "other", "host": "elsewhere", "pid": 1, "expires": time.time() + 600}
     (out / "_lock").write_text(json.dumps(other))
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=180)  # the pause is 60 s; a loaded machine needs more
     assert proc.returncode == 75, err
     assert err.strip().count("\n") == 0 and "lost the lock of output" in err, err
     assert lock_file(out) == other

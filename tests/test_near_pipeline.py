@@ -1,6 +1,8 @@
 """Near duplicates through the whole pipeline: copies merged with lineage, distinct stories kept."""
 from __future__ import annotations
 
+import pytest
+
 from .conftest import query, run_pipeline, write_jsonl
 
 WIRE = ("Russian forces shelled the eastern town of Avdiivka overnight, damaging a water filtration plant "
@@ -27,10 +29,13 @@ def _feed(path):
     return write_jsonl(path, [{"article_id": a, "source": s, "text": t, "published_at": p} for a, s, t, p in rows])
 
 
-def test_copies_merge_into_the_earliest_with_lineage(tmp_path):
-    feed = _feed(tmp_path / "in" / "feed.jsonl")
-    out = tmp_path / "out"
-    run_pipeline([feed], out)
+@pytest.fixture
+def feed(shared_runs):
+    return shared_runs.inputs("near-feed", lambda folder: _feed(folder / "feed.jsonl"))
+
+
+def test_copies_merge_into_the_earliest_with_lineage(feed, shared_runs):
+    out = shared_runs.run([feed])
     events = query(out, "SELECT article_id, mention_count, cluster_id = event_id FROM events ORDER BY article_id")
     assert events == [("paper-4", 1, True), ("wire-1", 5, True)]
     dups = query(out, "SELECT d.article_id, d.method, d.similarity >= 0.6 FROM duplicates d JOIN events e"
@@ -41,12 +46,10 @@ def test_copies_merge_into_the_earliest_with_lineage(tmp_path):
     assert query(out, "SELECT sum(near_duplicates), sum(exact_duplicates), sum(blocks_read) FROM quality") == [(4, 0, 6)]
 
 
-def test_near_dedup_is_deterministic_and_can_be_turned_off(tmp_path):
-    feed = _feed(tmp_path / "in" / "feed.jsonl")
-    run_pipeline([feed], tmp_path / "a")
-    run_pipeline([feed], tmp_path / "b")
+def test_near_dedup_is_deterministic_and_can_be_turned_off(tmp_path, feed, shared_runs):
+    run_pipeline([feed], tmp_path / "b")  # a second run of the same input, beside the shared one
     sql = "SELECT * FROM duplicates ORDER BY ALL"
-    assert query(tmp_path / "a", sql) == query(tmp_path / "b", sql)
+    assert query(shared_runs.run([feed]), sql) == query(tmp_path / "b", sql)
     run_pipeline([feed], tmp_path / "off", "--near", "off")
     assert query(tmp_path / "off", "SELECT count(*) FROM events") == [(5,)]
     assert query(tmp_path / "off", "SELECT method, count(*) FROM duplicates GROUP BY 1") == [("exact", 1)]

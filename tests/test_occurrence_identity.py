@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from schemas.models import BLOCK_SCHEMA
 from transforms.dedup import dedup_snapshots
@@ -17,7 +18,7 @@ from transforms.sink import merge_rejects, migrate
 from transforms.state import for_snapshots, upgrade_occurrences
 from transforms.windowing import resolve_event_times
 
-from .conftest import query, run_pipeline, write_jsonl
+from .conftest import copy_of, query, run_pipeline, table_rows, write_jsonl
 from .test_end_to_end import assert_accounting
 
 FEED = [
@@ -34,15 +35,8 @@ FEED_BLOCKS = 4
 ARTICLE = "date 2024-03-04 Harbour Storm\nThe harbour closed at noon.\nShips Stay Out\nNo ship may enter.\n"
 ARTICLE_BLOCKS = 4  # headline, paragraph, heading, paragraph
 
-TABLES = {
-    "events": "SELECT * EXCLUDE (event_time), event_time::VARCHAR FROM events ORDER BY event_id",
-    "duplicates": "SELECT * FROM duplicates ORDER BY ALL",
-    "rejects": "SELECT stage, reason, raw, count(*) FROM rejects GROUP BY ALL ORDER BY ALL",
-}
-
-
 def rows(root: Path) -> dict:
-    return {name: query(root, sql) for name, sql in TABLES.items()}
+    return table_rows(root, ("events", "duplicates", "rejects"))
 
 
 def quality(root: Path) -> list[tuple]:
@@ -56,6 +50,12 @@ def drop(folder: Path, feed_name: str = "feed.jsonl") -> Path:
     (folder / "harbourdaily").mkdir(parents=True, exist_ok=True)
     (folder / "harbourdaily" / "storm.txt").write_text(ARTICLE, encoding="utf-8")
     return folder
+
+
+@pytest.fixture
+def first(shared_runs) -> Path:
+    """The first delivery, written once for the module's tests and their shared runs."""
+    return shared_runs.inputs("delivery", drop)
 
 
 def _blocks(specs) -> pa.Table:
@@ -134,10 +134,8 @@ def test_whole_file_rejects_are_told_apart_by_file():
     assert readings.num_rows == 2 and rejects.num_rows == 2
 
 
-def test_copies_in_one_run_give_the_rows_of_one_delivery(tmp_path):
-    once, copies = tmp_path / "once", tmp_path / "copies"
-    first = drop(tmp_path / "drops")
-    run_pipeline([first], once)
+def test_copies_in_one_run_give_the_rows_of_one_delivery(tmp_path, first, shared_runs):
+    once, copies = shared_runs.run([first]), tmp_path / "copies"
     archive = tmp_path / "archive" / "2024"
     shutil.copytree(first, archive)
     renamed = drop(tmp_path / "retry", feed_name="feed-renamed.jsonl")
@@ -160,12 +158,12 @@ def test_copies_in_one_run_give_the_rows_of_one_delivery(tmp_path):
     assert query(copies, "SELECT mention_count FROM events WHERE text = 'Storm closed the harbour.'") == [(2,)]
 
 
-def test_a_copy_in_a_later_run_is_redelivered_and_a_rerun_changes_nothing(tmp_path):
-    once, out = tmp_path / "once", tmp_path / "out"
-    first = drop(tmp_path / "drops")
-    run_pipeline([first], once)
-    run_pipeline([first], out)
-    archive = tmp_path / "archive"
+def test_a_copy_in_a_later_run_is_redelivered_and_a_rerun_changes_nothing(tmp_path, tmp_path_factory, first,
+                                                                          shared_runs):
+    once = shared_runs.run([first])
+    out = copy_of(once, tmp_path / "out")
+    archive = tmp_path_factory.mktemp("archive") / "archive"
+    assert str(archive) < str(first)  # its path sorts before the delivery's
     shutil.copytree(first, archive)
     run_pipeline([archive], out)  # moved to the archive and read again by a backfill
     blocks = FEED_BLOCKS + ARTICLE_BLOCKS
@@ -174,7 +172,7 @@ def test_a_copy_in_a_later_run_is_redelivered_and_a_rerun_changes_nothing(tmp_pa
     before = (rows(out), quality(out))
     run_pipeline([archive], out)  # the very same delivery again: replaces its earlier reading
     assert (rows(out), quality(out)) == before
-    # one rejects row, showing the reading first by path (archive/ sorts before drops/)
+    # one rejects row, showing the reading first by path (the archive's sorts before the delivery's)
     assert query(out, "SELECT source_uri FROM rejects") == [(str(archive / "feed.jsonl"),)]
 
 
@@ -206,11 +204,9 @@ def _make_old(root: Path) -> None:
     shutil.rmtree(root / "_state" / "rejects")
 
 
-def test_an_old_dataset_is_migrated(tmp_path):
-    once, out = tmp_path / "once", tmp_path / "out"
-    first = drop(tmp_path / "drops")
-    run_pipeline([first], once)
-    run_pipeline([first], out)
+def test_an_old_dataset_is_migrated(tmp_path, first, shared_runs):
+    once = shared_runs.run([first])
+    out = copy_of(once, tmp_path / "out")
     _make_old(out)
     archive = tmp_path / "archive"
     shutil.copytree(first, archive)
@@ -223,9 +219,8 @@ def test_an_old_dataset_is_migrated(tmp_path):
     assert migrate(str(out)) == []  # nothing left to migrate
 
 
-def test_an_old_dataset_stays_readable_after_migration_alone(tmp_path):
-    out = tmp_path / "out"
-    run_pipeline([drop(tmp_path / "drops")], out)
+def test_an_old_dataset_stays_readable_after_migration_alone(tmp_path, first, shared_runs):
+    out = copy_of(shared_runs.run([first]), tmp_path / "out")
     _make_old(out)
     done = migrate(str(out))
     assert any("/quality/" in p for p in done) and any("/rejects/part-" in p for p in done)

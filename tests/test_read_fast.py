@@ -16,10 +16,11 @@ import pyarrow as pa
 import pytest
 
 from schemas.models import UTC
-from transforms import read
-from transforms.read import UPDATE_SCHEMA, ReadPlan, plan_reads, read_jsonl, read_jsonl_batch, read_plan_batch
+from transforms.read import (PY_WHITESPACE, UPDATE_SCHEMA, ReadTask, fns, jsonl, parse_task, planning, read_jsonl_batch,
+                             split_into_ranges)
 
 from .conftest import REPO, need_shared
+from .oracles.read import read_jsonl, read_task_rows
 
 URI = "mem://feed.jsonl"
 
@@ -37,17 +38,17 @@ class CountPerLine:
         self.lines: list[int] = []
 
     def __enter__(self):
-        self._orig = read._jsonl_row
+        self._orig = jsonl.formats.jsonl_line_row
 
         def counting(uri, n, s, rejects):
             self.lines.append(n)
             return self._orig(uri, n, s, rejects)
 
-        read._jsonl_row = counting
+        jsonl.formats.jsonl_line_row = counting
         return self
 
     def __exit__(self, *exc):
-        read._jsonl_row = self._orig
+        jsonl.formats.jsonl_line_row = self._orig
 
 
 def assert_same(data: bytes, first_line: int = 1, uri: str = URI, *, max_per_line: int | None = None
@@ -389,9 +390,9 @@ def test_ranges_of_a_file_with_line_numbers(monkeypatch):
     lines = [rnd.choice(pool) if rnd.random() < 0.05 else good(i, published_at=stamps[i // 700 % 2])
              for i in range(4000)]
     data = feed(*lines)
-    monkeypatch.setattr(read, "RANGE_BYTES", 50_000)
+    monkeypatch.setattr(planning, "RANGE_BYTES", 50_000)
     chunks = (data[i:i + 70_001] for i in range(0, len(data), 70_001))
-    plans = plan_reads("f.jsonl", "jsonl", len(data), data[:100], chunks)
+    plans = split_into_ranges("f.jsonl", "jsonl", len(data), chunks)
     assert len(plans) > 10
     all_rejects, rows = [], 0
     for p in plans:
@@ -402,29 +403,27 @@ def test_ranges_of_a_file_with_line_numbers(monkeypatch):
     assert all_rejects == whole and rows + len(whole) == sum(1 for x in data.split(b"\n") if x.strip())
 
 
-def test_read_plan_batch_matches_read_plan():
-    from transforms.read import read_plan
-
+def test_parse_task_matches_the_oracle():
     data = feed(good(1), "[1]", good(2, published_at=5))
-    batch, rejects = read_plan_batch(ReadPlan("f.jsonl", "auto", 0, -1, 1), data)
-    want_rows, want_rejects = read_plan(ReadPlan("f.jsonl", "auto", 0, -1, 1), data)
+    batch, rejects = parse_task(ReadTask("f.jsonl", "auto", 0, -1, 1), data)
+    want_rows, want_rejects = read_task_rows(ReadTask("f.jsonl", "auto", 0, -1, 1), data)
     assert batch.equals(pa.RecordBatch.from_pylist(want_rows, schema=UPDATE_SCHEMA)) and rejects == want_rejects
     text = b"date 2022-02-21 Headline\nBody line.\n"
-    batch, rejects = read_plan_batch(ReadPlan("a.txt", "auto", 0, -1, 1), text)
-    want_rows, want_rejects = read_plan(ReadPlan("a.txt", "auto", 0, -1, 1), text)
+    batch, rejects = parse_task(ReadTask("a.txt", "auto", 0, -1, 1), text)
+    want_rows, want_rejects = read_task_rows(ReadTask("a.txt", "auto", 0, -1, 1), text)
     assert batch.to_pylist() == want_rows and rejects == want_rejects
-    batch, rejects = read_plan_batch(ReadPlan("e.txt", "auto", 0, -1, 1), b"")
+    batch, rejects = parse_task(ReadTask("e.txt", "auto", 0, -1, 1), b"")
     assert batch.num_rows == 0 and [r["reason"] for r in rejects] == ["empty_file"]
 
 
 def test_texts_of_one_character():
     """text is refused when str.strip() leaves nothing: each white-space character alone, and the
     characters near them that are not white space for Python."""
-    chars = list(read.PY_WHITESPACE) + ["\u180e", "\u200b", "\u2060", "\ufeff", "\x00", "\x1b", "\xad", "\x7f",
+    chars = list(PY_WHITESPACE) + ["\u180e", "\u200b", "\u2060", "\ufeff", "\x00", "\x1b", "\xad", "\x7f",
                                         "\x84", "\x86", "\x9f", "\u1681", "\u200c", "\u2027", "\u202a", "\u3001", "a"]
-    lines = [good(i, text=c) for i, c in enumerate(chars)] + [good(99, text=read.PY_WHITESPACE)]
-    _, rejects = assert_same(feed(*lines), max_per_line=len(read.PY_WHITESPACE) + 1)
-    assert len(rejects) == len(read.PY_WHITESPACE) + 1
+    lines = [good(i, text=c) for i, c in enumerate(chars)] + [good(99, text=PY_WHITESPACE)]
+    _, rejects = assert_same(feed(*lines), max_per_line=len(PY_WHITESPACE) + 1)
+    assert len(rejects) == len(PY_WHITESPACE) + 1
 
 
 def test_utf8_validation_matches_python():
@@ -444,9 +443,9 @@ def test_the_read_dofn_yields_the_batch_and_the_rejects(tmp_path):
 
     path = tmp_path / "f.jsonl"
     path.write_bytes(feed(good(1), "", "[1]", good(2, published_at=1645344000)))
-    fn = read._ReadPlanFn()
+    fn = fns._ParseTaskFn()
     fn.setup()
-    out = list(fn.process(ReadPlan(str(path), "auto", 0, -1, 1)))
+    out = list(fn.process(ReadTask(str(path), "auto", 0, -1, 1)))
     rejects = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
     batches = [o for o in out if isinstance(o, pa.RecordBatch)]
     assert [(r["line"], r["reason"]) for r in rejects] == [(3, "not_an_object")]
@@ -454,7 +453,7 @@ def test_the_read_dofn_yields_the_batch_and_the_rejects(tmp_path):
 
 
 def test_python_whitespace_list_is_complete():
-    assert read.PY_WHITESPACE == "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    assert PY_WHITESPACE == "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
 
 
 def test_random_mutations():
@@ -512,9 +511,9 @@ def _generated_feed(tmp_path, n: int, seed: int) -> bytes:
 
 def test_generated_feed_in_ranges(tmp_path, monkeypatch):
     data = _generated_feed(tmp_path, 4000, 6)
-    monkeypatch.setattr(read, "RANGE_BYTES", 400_000)
+    monkeypatch.setattr(planning, "RANGE_BYTES", 400_000)
     chunks = (data[i:i + 1 << 20] for i in range(0, len(data), 1 << 20))
-    plans = plan_reads("feed.jsonl", "jsonl", len(data), data[:100], chunks)
+    plans = split_into_ranges("feed.jsonl", "jsonl", len(data), chunks)
     assert len(plans) > 3
     rows = 0
     for p in plans:

@@ -102,10 +102,8 @@ def read_local(root: Path) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="module")
-def local_sample(tmp_path_factory) -> dict[str, list[tuple]]:
-    out = tmp_path_factory.mktemp("local") / "out"
-    run_on([SAMPLE], str(out))
-    rows = read_local(out)
+def local_sample(shared_runs) -> dict[str, list[tuple]]:
+    rows = read_local(shared_runs.run([SAMPLE]))
     assert all(rows[t] for t in TABLES)
     return rows
 

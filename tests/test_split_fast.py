@@ -1,4 +1,4 @@
-"""`split_batch` (column-wise) against the row-by-row reference `split_update`: the same rows,
+"""`split_batch` (column-wise) against the row-by-row oracle `split_update` (tests/oracles/split.py): the same rows,
 in the same order, with the same values and schema, on constructed edge cases, on every
 Unicode character where a rule looks at characters, and on the real data."""
 from __future__ import annotations
@@ -16,19 +16,20 @@ import pytest
 
 from schemas.models import BLOCK_SCHEMA, UTC
 from transforms import split
-from transforms.read import SNIFF_BYTES, UPDATE_SCHEMA, plan_reads, read_jsonl, read_plan, sniff
-from transforms.split import LIST_MARKER, SMALL_WORDS, split_batch, split_update, strip_marker
+from transforms.read import SNIFF_BYTES, UPDATE_SCHEMA, sniff, split_into_ranges
+from transforms.common import string_view
+from transforms.split import LIST_MARKER, SMALL_WORDS, split_batch
 
 from .conftest import REPO, SHARED_DATA, need_shared
+from .oracles.read import read_jsonl, read_task_rows
+from .oracles.split import classify, split_rows, strip_marker
 
 T = dt.datetime(2022, 2, 21, 8, 30, 15, 123456, tzinfo=UTC)
 # every code point but the surrogates (which cannot occur in Arrow strings)
 ALL_CHARS = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
 
 
-def reference(batch: pa.RecordBatch) -> pa.RecordBatch:
-    rows = [b for u in batch.to_pylist() for b in split_update(u)]
-    return pa.RecordBatch.from_pylist(rows, schema=BLOCK_SCHEMA)
+reference = split_rows
 
 
 def assert_same(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -102,7 +103,7 @@ LINES = [
 
 
 def test_lines_cover_the_rules():
-    kinds = {split.classify(x) for x in LINES if x.strip()}
+    kinds = {classify(x) for x in LINES if x.strip()}
     assert kinds == {"heading", "paragraph", "bullet"}
 
 
@@ -162,9 +163,9 @@ def test_mixed_formats_keep_update_order():
     assert_same(text_only)
 
 
-def test_batches_the_fast_path_does_not_take():
-    """Unexpected column types and missing required values take the reference path, with its
-    result or its error."""
+def test_batches_of_other_types_or_with_missing_values():
+    """Other column types are cast to UPDATE_SCHEMA's, with the oracle's result; a missing
+    required value is an error, as in the oracle (which fails on it, AttributeError)."""
     batch = batch_of([update("Some Heading\nA line."), update("x", "text")])
     big = pa.RecordBatch.from_arrays(
         [c.cast(pa.large_string()) if c.type == pa.string() else c for c in batch.columns],
@@ -175,7 +176,7 @@ def test_batches_the_fast_path_does_not_take():
         schema=UPDATE_SCHEMA)
     with pytest.raises(AttributeError):
         reference(nulls)
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValueError, match="text is required"):
         split_batch(nulls)
 
 
@@ -204,7 +205,7 @@ def test_list_marker_matches_python_for_every_character():
 def test_character_flags_for_every_character():
     """The UTF-8 decoding of the word scan and its per-character table, against Python."""
     line = pa.array(["".join(ALL_CHARS)])
-    offsets, data = split._utf8(line)
+    data, offsets = string_view(line)
     flags = split._char_flags(data, split._rules())
     first_bytes = flags[(data & 0xC0) != 0x80]
     assert len(first_bytes) == len(ALL_CHARS)
@@ -257,8 +258,8 @@ def test_classification_with_representative_characters():
 def _read_all(path: Path) -> list[dict]:
     data = path.read_bytes()
     rows = []
-    for plan in plan_reads(str(path), sniff(data[:SNIFF_BYTES]), len(data), data[:SNIFF_BYTES]):
-        got, _ = read_plan(plan, data if plan.end < 0 else data[plan.start:plan.end])
+    for task in split_into_ranges(str(path), sniff(data[:SNIFF_BYTES]), len(data)):
+        got, _ = read_task_rows(task, data if task.end < 0 else data[task.start:task.end])
         rows += got
     return rows
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,11 +95,13 @@ def services(tmp_path_factory):
 def _feed(today: dt.date) -> list[dict]:
     """The bundled sample's updates as update-feed records, moved so that its last day is two
     days before today (the stream's clock is the records' publication time)."""
-    from transforms.read import ReadPlan, read_plan
+    from transforms.read import ReadTask
+
+    from .oracles.read import read_task_rows
 
     rows = []
     for path in sorted(p for p in SAMPLE.rglob("*") if p.is_file()):
-        rows += read_plan(ReadPlan(str(path), "auto", 0, -1, 1), path.read_bytes())[0]
+        rows += read_task_rows(ReadTask(str(path), "auto", 0, -1, 1), path.read_bytes())[0]
     shift = (today - dt.timedelta(days=2)) - max(r["published_at"].date() for r in rows)
     out = []
     for r in rows:
@@ -196,7 +199,8 @@ def test_kafka_stream_on_flink_commits_days_while_running(services, tmp_path):
         assert after == before + 1
         assert query(out, "SELECT count(*) FROM events WHERE article_id = 'late-1'") == [(1,)]
 
-        # one past the allowed lateness becomes a rejects row (stage window, reason late)
+        # one past the allowed lateness becomes a rejects row (stage window, reason late),
+        # counted in quality.late of its day, as in the batch pipeline
         old = (today - dt.timedelta(days=12)).isoformat()
         too_late = {"article_id": "late-2", "source": "wire.example",
                     "published_at": f"{old}T09:00:00+00:00", "text": "A report from twelve days ago."}
@@ -205,6 +209,14 @@ def test_kafka_stream_on_flink_commits_days_while_running(services, tmp_path):
         rows = query(out, "SELECT stage, reason, raw FROM rejects WHERE reason = 'late'")
         assert [(s, r) for s, r, _ in rows] == [("window", "late")] and "twelve days ago" in rows[0][2]
         assert query(out, "SELECT count(*) FROM events WHERE article_id = 'late-2'") == [(0,)]
+        assert _late_quality(out, old) == [(1, 1, 1)]
+
+        # offsets: every record up to the clock record is done, the clock record (today: its
+        # window is open) is not, so the group's committed offset stops at it although the
+        # late records after it are done
+        clock_offset = len(feed) + len(bad)
+        _wait_for(lambda: _group_offset(bootstrap, topic, out) == clock_offset,
+                  f"the group's committed offset to reach {clock_offset}", log, timeout=60)
     finally:
         code = _stop(job, signal.SIGTERM)
     assert code == 0, log.read_text(errors="replace")[-3000:]
@@ -213,20 +225,67 @@ def test_kafka_stream_on_flink_commits_days_while_running(services, tmp_path):
         part.startswith(("_", ".")) for part in p.relative_to(out).parts)]
     assert visible and all(p.suffix == ".parquet" for p in visible), visible
     assert query(out, f"SELECT count(*) FROM events WHERE event_date = DATE '{d3}'")[0][0] == after
+    assert _group_offset(bootstrap, topic, out) == clock_offset
+    assert set(_offsets_read(log)) == set(range(clock_offset)) | {clock_offset + 1, clock_offset + 2}
 
-    # a restart reads the topic again: every record comes back, none is counted twice
-    kept = {t: _rows(out, t, today.isoformat()) for t in ("events", "duplicates")}
+    # a restart goes on from the committed offsets: it reads the clock record (still waiting
+    # when the first job stopped) and what came after it, not the records already committed;
+    # the two late records it reads again are left out by their days' ledgers
+    d1 = (today - dt.timedelta(days=1)).isoformat()
+    fresh = [{"article_id": "after-restart", "source": "wire.example", "published_at": f"{d2}T20:00:00+00:00",
+              "text": "Ferries to the islands run again from tonight."},
+             {"article_id": "after-restart", "source": "wire.example", "published_at": f"{d1}T08:00:00+00:00",
+              "text": "The harbour master lifted the storm warning."}]
+    _produce(bootstrap, topic, fresh)
     log2 = tmp_path / "job2.log"
     with open(log2, "wb") as logf:
         job = subprocess.Popen(cmd, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: (_committed(log2, d3) and _committed(log2, d2)
+        _wait_for(lambda: (_committed(log2, d1) and _committed(log2, d2) and _committed(log2, d3)
                            and "late record for" in log2.read_text(errors="replace")) or job.poll() is not None,
-                  "the restarted job to commit the days again", log2)
+                  "the restarted job to commit the new records", log2)
         assert job.poll() is None, "the restarted job ended on its own"
-        for table, rows in kept.items():
-            assert _rows(out, table, today.isoformat()) == rows, table
+        # it read only what was not committed: the late records done above the waiting clock
+        # record, and the new ones (the clock record itself waits in today's window again)
+        read = _offsets_read(log2)
+        assert sorted(read) == [clock_offset + 1, clock_offset + 2, clock_offset + 3, clock_offset + 4], read
+        assert "(1 read, 1 already committed" in log2.read_text(errors="replace")  # the late d3 record
+        batch_in.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in [*feed, clock, late, *fresh]))
+        run_pipeline([batch_in], tmp_path / "batch2", "--format", "jsonl")
+        for table in ("events", "duplicates"):
+            assert _rows(out, table, today.isoformat()) == _rows(tmp_path / "batch2", table, today.isoformat()), table
         assert query(out, "SELECT count(*) FROM rejects WHERE reason = 'late'") == [(1,)]
+        assert _late_quality(out, old) == [(1, 1, 1)]
+        assert _group_offset(bootstrap, topic, out) == clock_offset
     finally:
         code = _stop(job, signal.SIGINT)
     assert code == 0, log2.read_text(errors="replace")[-3000:]
+
+
+def _late_quality(root: Path, day: str) -> list[tuple]:
+    return query(root, f"SELECT late, rejected, blocks_read FROM quality WHERE event_date = DATE '{day}'")
+
+
+def _group_offset(bootstrap: str, topic: str, out: Path) -> int:
+    """The committed offset of partition 0 for the stream's default consumer group (-1001: none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from transforms.stream import default_group
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": default_group(os.path.abspath(out), topic)})
+    try:
+        return c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+    finally:
+        c.close()
+
+
+def _offsets_read(log: Path) -> list[int]:
+    """The offsets of partition 0 that the job's day commits and late rejects logged."""
+    text = log.read_text(errors="replace")
+    out = []
+    for m in re.finditer(r"offsets p0:([0-9,-]+)\)", text):
+        for run in m.group(1).split(","):
+            lo, _, hi = run.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    out += [int(x) for x in re.findall(r"\(offset p0:([0-9]+)\)", text)]
+    return out

@@ -94,3 +94,40 @@ def use_filesystem_options(fs_options: dict) -> None:
     """
     if FileSystems._pipeline_options is None:  # pylint: disable=protected-access
         FileSystems.set_options(PipelineOptions.from_dictionary(dict(fs_options)))
+
+
+# --- UTF-8 bytes of Arrow string arrays, for the numpy kernels -------------------------------
+
+def string_view(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes, int64 offsets from 0) of a string or large_string array, without copying
+    the bytes: value i is bytes[offsets[i]:offsets[i + 1]].
+
+    >>> string_view(pa.array(["ab", "", "é"]))
+    (array([ 97,  98, 195, 169], dtype=uint8), array([0, 2, 2, 4]))
+    """
+    odt = np.int32 if arr.type == pa.string() else np.int64
+    off = np.frombuffer(arr.buffers()[1], odt, count=len(arr) + 1,
+                        offset=arr.offset * np.dtype(odt).itemsize).astype(np.int64)
+    start, end = int(off[0]), int(off[-1])
+    if end == start:
+        return np.empty(0, np.uint8), off - start
+    return np.frombuffer(arr.buffers()[2], np.uint8, count=end - start, offset=start), off - start
+
+
+def utf8_code_points(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position, code point, byte length) of every multi-byte character of valid UTF-8 bytes.
+
+    >>> utf8_code_points(np.frombuffer("aé€".encode(), np.uint8))
+    (array([1, 3]), array([ 233, 8364], dtype=int32), array([2, 3]))
+    """
+    lead = np.flatnonzero(b >= 0xC0)
+    if not lead.size:
+        return lead, lead, lead
+    last = len(b) - 1
+    b0 = b[lead].astype(np.int32)
+    c1, c2, c3 = (b[np.minimum(lead + k, last)].astype(np.int32) & 0x3F for k in (1, 2, 3))
+    nb = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
+    cp = np.where(nb == 2, ((b0 & 0x1F) << 6) | c1,
+                  np.where(nb == 3, ((b0 & 0x0F) << 12) | (c1 << 6) | c2,
+                           ((b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
+    return lead, cp, nb

@@ -83,22 +83,16 @@ days stay future days: "closures begin on April 7", "next Friday", "tomorrow").
 Speed: the text is lower-cased and searched once for anchor words (weekday and month
 names, yesterday/today/tonight/tomorrow, morning/afternoon/evening/night, ago) with a
 trie-shaped regex; ISO dates are searched only when the text has a "-". A block without
-an anchor returns at once (88% of RUWA blocks); the detailed patterns run only at
-anchors.
+an anchor returns at once (most news blocks); the detailed patterns run only at anchors.
+On an Arrow column, `may_state_day` (RE2) picks the rows that can hold an anchor first.
 
-Why hand-written rules and not a library (measured on this 2-core machine with
-``benchmarks/tempeval.py``, figures in BENCHMARKS.md): this resolver does about 200,000
-RUWA blocks/s (260,000 on live-blog sentences) in one process and, on TempEval-3 platinum,
-finds 14/15 gold day-level dates from their sentences (15/15 from the expression), with
-a day stated in 2 of 257 sentences that have none (0 of 48 with only month or year
-dates). ``dateparser.search.search_dates`` 1.5.0 did about 930 blocks/s (over 150x
-slower), found 2/15 days from the sentences (5/15 from the expressions) and stated a day
-in 80/257 sentences without one (42/48 with month/year dates: "2010", "May 2010" become
-days), and put "on Friday" in a Friday article a week back;
-``dateutil.parser.parse(fuzzy=True)`` did about 10,000 blocks/s, found 4/15 (10/15) and
-stated 56/257 false days: it returns one date per string, turns stray numbers into dates
-("killed 105 children" -> the year 105) and resolves a bare weekday forward. Neither
-knows that "on Saturday" in a Monday article is the Saturday before.
+Why hand-written rules and not a library: on TempEval-3 platinum and on RUWA blocks
+(``benchmarks/tempeval.py``; accuracy and speed figures in BENCHMARKS.md) these rules find
+more of the stated days, state far fewer false ones and are much faster than
+``dateparser.search.search_dates`` and ``dateutil.parser.parse(fuzzy=True)``, which turn
+years and stray numbers into days ("killed 105 children" -> the year 105) and resolve a
+bare weekday forward: neither knows that "on Saturday" in a Monday article is the
+Saturday before.
 """
 
 from __future__ import annotations
@@ -453,43 +447,28 @@ def may_state_day(texts) -> np.ndarray:
 
 
 def resolve_batch(texts, published_us: list[int]) -> list[int | None]:
-    """Vectorised-friendly form for Arrow batches: published_us are UTC epoch microseconds; returns for each
-    row the resolved event time in UTC epoch microseconds, or None where no day is stated (caller keeps publication time).
+    """The event times of a column of blocks: `published_us` are UTC epoch microseconds; for
+    each row the resolved event time in UTC epoch microseconds, or None where no day is stated
+    (the caller keeps the publication time).
 
     Same rules as :func:`resolve_event_time`: a stated publication day gives the
     publication time itself, any other stated day its 00:00 UTC. A null text or null
-    publication time gives None. `texts` may be a list or an Arrow string column; for a
-    column, `may_state_day` picks the rows the rules look at (most blocks state no day and
-    never become Python strings).
+    publication time gives None. `texts` is an Arrow string column (or a list of strings,
+    made one); `may_state_day` picks the rows the rules look at (most blocks state no day
+    and never become Python strings).
     """
-    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
-        if len(texts) != len(published_us):
-            raise ValueError(
-                f"resolve_batch: {len(texts)} texts but {len(published_us)} publication times"
-            )
-        out: list[int | None] = [None] * len(texts)
-        rows = np.flatnonzero(may_state_day(texts))
-        if len(rows):
-            pubs = [published_us[i] for i in rows.tolist()]
-            for i, r in zip(rows.tolist(), resolve_batch(texts.take(pa.array(rows)).to_pylist(), pubs)):
-                out[i] = r
-        return out
     if len(texts) != len(published_us):
-        raise ValueError(
-            f"resolve_batch: {len(texts)} texts but {len(published_us)} publication times"
-        )
-    out: list[int | None] = []
-    append = out.append
-    for text, pub_us in zip(texts, published_us):
+        raise ValueError(f"resolve_batch: {len(texts)} texts but {len(published_us)} publication times")
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = pa.array(texts, pa.string())
+    out: list[int | None] = [None] * len(texts)
+    rows = np.flatnonzero(may_state_day(texts))
+    for i, text in zip(rows.tolist(), texts.take(pa.array(rows, pa.int64())).to_pylist()):
+        pub_us = published_us[i]
         if text is None or pub_us is None:
-            append(None)
             continue
         pub_ord = pub_us // _US_PER_DAY + _EPOCH_ORDINAL
         o = _resolve_ordinal(text, pub_ord)
-        if o is None:
-            append(None)
-        elif o == pub_ord:
-            append(pub_us)
-        else:
-            append((o - _EPOCH_ORDINAL) * _US_PER_DAY)
+        if o is not None:
+            out[i] = pub_us if o == pub_ord else (o - _EPOCH_ORDINAL) * _US_PER_DAY
     return out

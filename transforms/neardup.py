@@ -81,15 +81,13 @@ Word 3-grams miss too many short re-typed or edited headlines (one changed word 
 Cost is linear in the number of texts: every step is O(total shingles x num_perm) or
 O(candidates), band buckets are capped, and temporaries are kept to cache- or heap-sized
 blocks (fresh large allocations cost page faults that made an unblocked version grow
-faster than linearly). On this 2-core machine (one core used): about 4 ms per call of a few
-hundred texts, 8.5 s per million texts in calls of 2k-20k texts, 12.6-13.2 s in calls of
-100k-200k, 17 s in calls of 400k-800k (the working set outgrows the caches). Details and
-commands in BENCHMARKS.md.
+faster than linearly). Seconds per million texts by call size, with the commands, are in
+BENCHMARKS.md ("Near-duplicate detection").
 
 Why numpy and not datasketch: datasketch 2.0's `MinHash.update` is Python per shingle and
 `update_batch` is numpy per text; here one numpy pass signs all shingles of all texts
-(`benchmarks/neardup_eval.py --datasketch`: 3.2 s per million texts for the signatures
-here, 112 s with `update_batch`, 193 s with `update`, shingling not counted). The
+(`benchmarks/neardup_eval.py --datasketch`, figures in BENCHMARKS.md: several tens of
+times faster than `update_batch`, shingling not counted). The
 hash family a*x + b mod 2**32 is used for speed (uint32 arithmetic in cache); its inputs are
 already uniformly mixed shingle hashes, and the test suite checks that signature agreement
 is an unbiased Jaccard estimate with binomial spread and that band collisions follow

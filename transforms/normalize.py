@@ -19,9 +19,10 @@ different case, a composed vs decomposed accent — share a fingerprint.
 Example: `“Kill list”  claims — denied` -> text `"Kill list" claims - denied`,
 canonical `kill list claims denied`; `Zu\u0308rich` -> text `Zürich`, canonical `zürich`.
 
-Fast path: numpy on the UTF-8 bytes, equal to the definitions below (Python NFKC, then the
-regex passes). Python's NFKC runs only on the rows holding a character that is not
-"NFKC-inert" (see `_nfkc_inert`); every other row is NFKC-normalized already.
+How: numpy on the UTF-8 bytes. Python's NFKC runs only on the rows holding a character that
+is not "NFKC-inert" (see `_nfkc_inert`); every other row is NFKC-normalized already. The
+definition it equals, Python's NFKC then RE2 regex passes with the character classes below,
+is the tests' oracle (`tests/oracles/normalize.py`).
 
 Guarantee: a block whose text is empty after normalization goes to rejects
 (stage `normalize`, reason `empty_text`); every other block passes with its row intact.
@@ -37,8 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from transforms.common import REJECTS, reject
+from transforms.common import REJECTS, reject, string_view, utf8_code_points
 
+# The character classes of steps 2 and 3 and of the canonical form, in RE2 syntax.
 _ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
 _SINGLE_QUOTES = "[\u2018\u2019\u201a\u201b\u2032\u00b4`\u2039\u203a]"
 _DOUBLE_QUOTES = "[\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb]"
@@ -47,43 +49,9 @@ _WS_RUN = r"[\s\p{Z}]+"
 _NON_ALNUM_RUN = r"[^\p{L}\p{N}]+"
 
 
-# --- the definition: Python's NFKC per value, then regex passes over the whole array -------
-
-def _nfkc_array(texts):
-    """Python's NFKC of every value of a (chunked) string array; nulls stay null."""
-    if isinstance(texts, pa.ChunkedArray):
-        return pa.chunked_array([_nfkc_array(c) for c in texts.chunks], type=texts.type)
-    if texts.type not in (pa.string(), pa.large_string()):
-        raise pa.ArrowNotImplementedError(f"NFKC of a {texts.type} array: not a string array")
-    texts.validate(full=True)  # invalid UTF-8: ArrowInvalid
-    nfkc = unicodedata.normalize
-    return pa.array([None if s is None else nfkc("NFKC", s) for s in texts.to_pylist()], texts.type)
-
-
-def _normalize_array_regex(texts):
-    a = _nfkc_array(texts)
-    a = pc.replace_substring_regex(a, _ZERO_WIDTH, "")
-    a = pc.replace_substring_regex(a, _SINGLE_QUOTES, "'")
-    a = pc.replace_substring_regex(a, _DOUBLE_QUOTES, '"')
-    a = pc.replace_substring_regex(a, _DASHES, "-")
-    a = pc.replace_substring_regex(a, _WS_RUN, " ")
-    return pc.utf8_trim_whitespace(a)
-
-
-def _canonical_array_regex(normalized):
-    a = pc.utf8_lower(normalized)
-    a = pc.replace_substring_regex(a, _NON_ALNUM_RUN, " ")
-    return pc.utf8_trim_whitespace(a)
-
-
-def _fingerprint_array_loop(canonical):
-    digest = xxhash.xxh3_64_hexdigest
-    return pa.array([digest(s.encode("utf-8")) for s in canonical.to_pylist()], pa.string())
-
-
-# --- the fast path: the same results from the UTF-8 bytes -----------------------------------
-# Each regex pass above either maps single characters (done at the few multi-byte characters
-# and back-ticks) or collapses every maximal run of one character class into one space (done
+# Each regex pass of the definition (Python NFKC, then RE2 passes with the classes above)
+# either maps single characters (done at the few multi-byte characters and back-ticks) or
+# collapses every maximal run of one character class into one space (done
 # with a per-byte class mask). RE2's classes are taken from RE2 itself, one code point at a
 # time, the first time a code point is seen; ASCII classes are fixed (checked in the tests).
 
@@ -157,26 +125,13 @@ def _flags(cp: np.ndarray) -> np.ndarray:
     return f
 
 
-def _fast_ok(arr) -> bool:
-    """A plain (large) string array holding valid UTF-8: the byte-level path applies."""
-    if not isinstance(arr, pa.Array) or arr.type not in (pa.string(), pa.large_string()) or not len(arr):
-        return False
-    try:
-        arr.validate(full=True)
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def _view(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(UTF-8 bytes, int64 offsets from 0) of a string array, without copying the bytes."""
-    odt = np.int32 if arr.type == pa.string() else np.int64
-    off = np.frombuffer(arr.buffers()[1], odt, count=len(arr) + 1,
-                        offset=arr.offset * np.dtype(odt).itemsize).astype(np.int64)
-    start, end = int(off[0]), int(off[-1])
-    if end == start:
-        return np.empty(0, np.uint8), off - start
-    return np.frombuffer(arr.buffers()[2], np.uint8, count=end - start, offset=start), off - start
+def _strings(arr) -> bool:
+    """Whether the kernels have work: False for an empty array. Not a string array:
+    ArrowNotImplementedError; invalid UTF-8: ArrowInvalid."""
+    if arr.type not in (pa.string(), pa.large_string()):
+        raise pa.ArrowNotImplementedError(f"normalize a {arr.type} array: not a string array")
+    arr.validate(full=True)
+    return len(arr) > 0
 
 
 def _build(like: pa.Array, data: pa.Buffer, off: np.ndarray) -> pa.Array:
@@ -185,21 +140,6 @@ def _build(like: pa.Array, data: pa.Buffer, off: np.ndarray) -> pa.Array:
     if like.null_count:
         out = pc.if_else(like.is_valid(), out, pa.scalar(None, like.type))
     return out
-
-
-def _decode(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(position, code point, byte length) of every multi-byte character (valid UTF-8)."""
-    lead = np.flatnonzero(b >= 0xC0)
-    if not lead.size:
-        return lead, lead, lead
-    last = len(b) - 1
-    b0 = b[lead].astype(np.int32)
-    c1, c2, c3 = (b[np.minimum(lead + k, last)].astype(np.int32) & 0x3F for k in (1, 2, 3))
-    nb = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
-    cp = np.where(nb == 2, ((b0 & 0x1F) << 6) | c1,
-                  np.where(nb == 3, ((b0 & 0x0F) << 12) | (c1 << 6) | c2,
-                           ((b0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
-    return lead, cp, nb
 
 
 def _expand(first: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -261,10 +201,10 @@ def _collapse(b: np.ndarray, off: np.ndarray, cls: np.ndarray, dirty: bool, gone
 
 
 def _normalize_chunk(arr: pa.Array) -> pa.Array:
-    if not _fast_ok(arr):
-        return _normalize_array_regex(arr)
-    b, off = _view(arr)
-    lead, cp, nb = _decode(b)
+    if not _strings(arr):
+        return arr
+    b, off = string_view(arr)
+    lead, cp, nb = utf8_code_points(b)
     # 1. NFKC (Python's), only on rows with a character that is not NFKC-inert (none in ASCII)
     if lead.size:
         bad = (_flags(cp) & _NFKC_INERT) == 0
@@ -283,11 +223,11 @@ def _normalize_chunk(arr: pa.Array) -> pa.Array:
                 rows[changed] = True
                 sub = pa.array(subs, arr.type)
                 arr = pc.replace_with_mask(arr, pa.array(rows), sub)
-                b, new_off = _view(arr)
+                b, new_off = string_view(arr)
                 # multi-byte characters: the other rows' moved, the normalized rows' decoded afresh
                 kept = ~rows[row]
-                sub_b, sub_off = _view(sub)
-                sub_lead, sub_cp, sub_nb = _decode(sub_b)
+                sub_b, sub_off = string_view(sub)
+                sub_lead, sub_cp, sub_nb = utf8_code_points(sub_b)
                 sub_row = np.searchsorted(sub_off, sub_lead, "right") - 1
                 at = np.flatnonzero(rows)[sub_row]
                 lead = np.concatenate([lead[kept] + (new_off - off)[row[kept]], new_off[at] + (sub_lead - sub_off[sub_row])])
@@ -319,11 +259,11 @@ def _normalize_chunk(arr: pa.Array) -> pa.Array:
 
 
 def _canonical_chunk(arr: pa.Array) -> pa.Array:
-    if not _fast_ok(arr):
-        return _canonical_array_regex(arr)
+    if not _strings(arr):
+        return arr
     low = pc.utf8_lower(arr)
-    b, off = _view(low)
-    lead, cp, nb = _decode(b)
+    b, off = string_view(low)
+    lead, cp, nb = utf8_code_points(b)
     # RE2 [^\p{L}\p{N}]: in ASCII, everything but [0-9A-Za-z]; other characters by their flag
     x = np.bitwise_or(b, np.uint8(0x20))
     x -= np.uint8(ord("a"))
@@ -338,17 +278,16 @@ def _canonical_chunk(arr: pa.Array) -> pa.Array:
 
 
 def normalize_array(texts: pa.Array) -> pa.Array:
+    """Steps 1-3 of the module docstring on every value of a (chunked) string array; nulls
+    stay null."""
     if isinstance(texts, pa.ChunkedArray):
-        if not texts.num_chunks or texts.type not in (pa.string(), pa.large_string()):
-            return _normalize_array_regex(texts)
         return pa.chunked_array([_normalize_chunk(c) for c in texts.chunks], type=texts.type)
     return _normalize_chunk(texts)
 
 
 def canonical_array(normalized: pa.Array) -> pa.Array:
+    """The canonical form (the fingerprint's input) of every normalized value."""
     if isinstance(normalized, pa.ChunkedArray):
-        if not normalized.num_chunks or normalized.type not in (pa.string(), pa.large_string()):
-            return _canonical_array_regex(normalized)
         return pa.chunked_array([_canonical_chunk(c) for c in normalized.chunks], type=normalized.type)
     return _canonical_chunk(normalized)
 
@@ -361,17 +300,20 @@ def _hex16(d: np.ndarray) -> pa.Array:
 
 
 def fingerprint_array(canonical: pa.Array) -> pa.Array:
-    # xxhash per value over the UTF-8 bytes in the Arrow buffer (Arrow compute has no stable
-    # string hash); the hex digits are formed with numpy.
+    """xxh3-64 hex digests of the canonical values: xxhash per value over the UTF-8 bytes in
+    the Arrow buffer (Arrow compute has no stable string hash), hex digits formed with numpy.
+    A null value is a ValueError (it has no fingerprint)."""
     chunks = canonical.chunks if isinstance(canonical, pa.ChunkedArray) else [canonical]
-    if canonical.null_count or any(c.type not in (pa.string(), pa.large_string()) for c in chunks):
-        return _fingerprint_array_loop(canonical)
+    if canonical.type not in (pa.string(), pa.large_string()):
+        raise pa.ArrowNotImplementedError(f"fingerprint of a {canonical.type} array: not a string array")
+    if canonical.null_count:
+        raise ValueError(f"fingerprint of {canonical.null_count} null values")
     digest = xxhash.xxh3_64_intdigest
     parts = []
     for c in chunks:
         if not len(c):
             continue
-        b, off = _view(c)
+        b, off = string_view(c)
         mv, o = memoryview(b), off.tolist()
         parts.append(np.fromiter((digest(mv[i:j]) for i, j in zip(o, o[1:])), np.uint64, count=len(c)))
     return _hex16(np.concatenate(parts) if parts else np.empty(0, np.uint64))

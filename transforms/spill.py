@@ -4,7 +4,7 @@ Why: Beam's local engine (the FnApiRunner behind Beam's DirectRunner) keeps ever
 PCollection that crosses a fused-stage boundary in memory, encoded: the input of each
 GroupByKey and of each Flatten. Arrow tables crossing such a boundary are pickled, held whole
 in the runner process, sent to the worker and unpickled there; a run over a million updates
-held several copies of every block (11.5 GB at 1M updates, measured, BENCHMARKS.md). The
+held several copies of every block (the before-and-after figures are in BENCHMARKS.md). The
 runners built for large data (Dataflow, Flink, Spark) spill their shuffles themselves; this
 one does not.
 

@@ -1,6 +1,6 @@
 """Split: update batches -> block batches, one row per block (an event candidate).
 
-Classification of a block (`classify`), by the rules of DESIGN.md:
+Classification of a block, by the rules of DESIGN.md:
 - `heading`: a short line (at most 12 words, 100 characters) without closing punctuation
   whose words are in Title Case (first word capitalised and at least 60% of the words that are
   not short function words start with a capital or a digit). A heading starts a new section.
@@ -16,21 +16,20 @@ a sub-heading (the CSV's `desc`) is block 1, classified like any line.
 Sections and updates: in a text article each heading starts a new update; the update id is
 `<article_id>/<hash of the section title>` (`/lead` before the first heading), so a
 re-scraped snapshot gives the same update ids. Feed lines and live-blog posts are updates of
-their own; their blocks are the non-blank lines (feed) or sentences (live blog).
+their own (id: the given `update_id`, else `<article_id>@<published_at>`); their blocks are
+the non-blank lines (feed) or sentences (live blog).
 
 Example: the body lines "Background", "Tensions rose.", "Putin has two demands:",
-"The removal of NATO troops" give heading/paragraph/paragraph/bullet, all in section
-"Background".
+"The removal of NATO troops" of a text article give heading/paragraph/paragraph/bullet, all
+in section "Background".
 
 Guarantee: positions are the order of the blocks in their article (0 = headline for text
 articles; feed updates number their own blocks from 0; live-blog posts continue one count
 over the file). Nothing is dropped: every non-blank line becomes exactly one block.
 
-`split_update` and `classify` are the reference, one row at a time (`split_rows` applies them
-to a batch). `split_batch` gives the same rows in the same order but works on whole Arrow
-columns (pyarrow.compute + numpy), with character classes taken from Python's own regular
-expressions and `str` methods, so both agree on every character; text articles (one small
-update per file) take the row-by-row path.
+`split_batch` works on whole Arrow columns (pyarrow.compute + numpy), with character
+classes taken from Python's own regular expressions and `str` methods; the tests compare it
+with a line-by-line oracle written from the rules above (`tests/oracles/split.py`).
 """
 from __future__ import annotations
 
@@ -43,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.models import BLOCK_SCHEMA
-from transforms.common import stable_hash
+from transforms.common import stable_hash, string_view, utf8_code_points
 from transforms.read import UPDATE_SCHEMA
 
 SMALL_WORDS = frozenset(
@@ -53,95 +52,6 @@ CLOSING = ".!?:;"
 TRAILING_QUOTES = "\"'’”»)]"
 LIST_MARKER = re.compile(r"^\s*(?:[-*•–]|\d{1,2}[.)])\s+")
 WORD = re.compile(r"[^\W_][\w'’.-]*", re.UNICODE)
-
-
-def ends_with_closing_punctuation(line: str) -> bool:
-    s = line.rstrip().rstrip(TRAILING_QUOTES).rstrip()
-    return bool(s) and s[-1] in CLOSING
-
-
-def is_title_case(line: str) -> bool:
-    words = WORD.findall(line)
-    if not words or len(words) > 12 or len(line) > 100:
-        return False
-    if not (words[0][0].isupper() or words[0][0].isdigit()):
-        return False
-    significant = [w for w in words[1:] if w.lower() not in SMALL_WORDS]
-    if not significant:
-        return True
-    capital = sum(1 for w in significant if w[0].isupper() or w[0].isdigit())
-    return capital / len(significant) >= 0.6
-
-
-def classify(line: str) -> str:
-    """Kind of one body line: `heading`, `bullet` or `paragraph`.
-
-    >>> classify("Ukraine Accuses Separatists of violating Ceasefire")
-    'heading'
-    >>> classify("Both NATO and Ukraine have rejected this demand")
-    'bullet'
-    """
-    if LIST_MARKER.match(line):
-        return "bullet"
-    if ends_with_closing_punctuation(line):
-        return "paragraph"
-    if is_title_case(line):
-        return "heading"
-    return "bullet"
-
-
-def strip_marker(line: str) -> str:
-    return LIST_MARKER.sub("", line, count=1).strip()
-
-
-def split_update(u: dict) -> list[dict]:
-    """Blocks of one update row (a dict with the columns of `read.UPDATE_SCHEMA`)."""
-    base = {
-        "source_uri": u["source_uri"],
-        "source": u["source"],
-        "article_id": u["article_id"],
-        "headline": u["headline"],
-        "published_at": u["published_at"],
-    }
-    out = []
-    if u["fmt"] == "text":
-        lead = u["article_id"] + "/lead"
-        out.append({**base, "line": u["line"], "update_id": lead, "section": None, "kind": "headline",
-                    "position": 0, "text": u["headline"]})
-        section, update_id, position = None, lead, 1
-        for i, raw in enumerate(u["text"].split("\n")):
-            if not raw.strip():
-                continue
-            kind = classify(raw)
-            text = strip_marker(raw) if kind == "bullet" else raw.strip()
-            if kind == "heading":
-                section = text
-                update_id = u["article_id"] + "/" + stable_hash(" ".join(text.lower().split()), 8)
-            out.append({**base, "line": u["line"] + 1 + i, "update_id": update_id, "section": section,
-                        "kind": kind, "position": position, "text": text})
-            position += 1
-        return out
-    update_id = u["update_id"] or f'{u["article_id"]}@{u["published_at"].isoformat()}'
-    position = u["position"]
-    if u["fmt"].startswith("headlines-"):
-        # a headline record: the headline is block 0, a sub-heading (if any) follows
-        out.append({**base, "line": u["line"], "update_id": update_id, "section": None, "kind": "headline",
-                    "position": 0, "text": u["headline"]})
-    for raw in u["text"].split("\n"):
-        if not raw.strip():
-            continue
-        kind = classify(raw)
-        text = strip_marker(raw) if kind == "bullet" else raw.strip()
-        out.append({**base, "line": u["line"], "update_id": update_id, "section": u["section"],
-                    "kind": kind, "position": position, "text": text})
-        position += 1
-    return out
-
-
-def split_rows(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`split_update` on every row of an update batch: the reference for `split_batch`."""
-    rows = [b for u in batch.to_pylist() for b in split_update(u)]
-    return pa.RecordBatch.from_pylist(rows, schema=BLOCK_SCHEMA)
 
 
 # --- split_batch: the same rules on whole Arrow columns ------------------------------------
@@ -174,8 +84,8 @@ def _re2_class(ranges) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _rules() -> dict:
-    """What the column-wise split needs to follow the Python rules above exactly, computed once
-    per process (about 0.1 s) from Python's own `re` and `str` methods."""
+    """What the column-wise split needs to follow the rules exactly (Python's `re` classes and
+    `str` methods), computed once per process from Python itself."""
     # every code point but the surrogates, which never occur in Arrow's UTF-8
     planes = tuple((lo, np.arange(lo, hi, dtype="<u4").tobytes().decode("utf-32-le"))
                    for lo, hi in ((0, 0xD800), (0xE000, 0x110000)))
@@ -214,25 +124,12 @@ def _bools(a) -> np.ndarray:
     return np.asarray(a.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _utf8(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets from 0, UTF-8 bytes) of a string array, without copying the bytes."""
-    n = len(strings)
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32, count=n + 1, offset=4 * strings.offset)
-    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-    return offsets - offsets[0], data
-
-
 def _char_flags(data: np.ndarray, rules: dict) -> np.ndarray:
     """The `rules["flags"]` of the character each UTF-8 byte belongs to."""
     flags = rules["byte_flags"][data]
-    lead = np.flatnonzero(data >= 0xC0)  # first bytes of the characters beyond ASCII
+    lead, cp, size = utf8_code_points(data)  # the characters beyond ASCII
     if len(lead):
-        b = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.int32)
-        b0, b1, b2, b3 = b[lead], b[lead + 1] & 0x3F, b[lead + 2] & 0x3F, b[lead + 3] & 0x3F
-        cp = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1, np.where(
-            b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))
         f = rules["flags"][cp]
-        size = 2 + (b0 >= 0xE0) + (b0 >= 0xF0)
         for k in range(4):
             sel = k < size
             flags[lead[sel] + k] = f[sel]
@@ -244,7 +141,7 @@ def _title_case(lines: pa.Array, rules: dict) -> np.ndarray:
     WORD.findall are the runs of _WORD_CHAR characters that hold a _WORD_START character, each
     from its first _WORD_START character to the end of the run."""
     n = len(lines)
-    offsets, data = _utf8(lines)
+    data, offsets = string_view(lines)
     flags = _char_flags(data, rules)
     in_word = (flags & _IN_WORD) != 0
     line_start = np.zeros(len(data) + 1, dtype=bool)
@@ -308,21 +205,24 @@ def _classify_lines(lines: pa.Array, rules: dict) -> tuple[np.ndarray, pa.Array]
     return kind, stripped
 
 
-def _split_feed(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, np.ndarray]:
-    """Blocks of updates that are not text articles, and the update index of each block."""
+def _split_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The blocks of an update batch of UPDATE_SCHEMA (see the module docstring)."""
     rules = _rules()
     n = batch.num_rows
     col = batch.column
     lists = pc.split_pattern(col("text"), "\n")
     lines, parent = pc.list_flatten(lists), pc.list_parent_indices(lists).to_numpy()
+    line_index, _, _ = _rank(parent, n)  # the line's index in its update's text, blank lines counted
     blank = _bools(pc.equal(pc.binary_length(pc.utf8_trim(lines, characters=rules["space"])), 0))
     if blank.any():
-        lines, parent = lines.filter(pa.array(~blank)), parent[~blank]
+        lines, parent, line_index = lines.filter(pa.array(~blank)), parent[~blank], line_index[~blank]
     kind, text = _classify_lines(lines, rules)
-    rank, count, _ = _rank(parent, n)
+    rank, count, first = _rank(parent, n)
+    article = _bools(pc.equal(col("fmt"), "text"))
+    in_article = article[parent]
 
-    # each update: its headline block (headline records), then its lines
-    headed = _bools(pc.starts_with(col("fmt"), "headlines-"))
+    # each update: its headline block (text articles, headline records), then its lines
+    headed = article | _bools(pc.starts_with(col("fmt"), "headlines-"))
     heads = np.flatnonzero(headed)
     size = count + headed
     first_row = np.cumsum(size) - size
@@ -332,79 +232,70 @@ def _split_feed(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, np.ndarray]:
     order[first_row[heads]] = len(lines) + np.arange(len(heads))
     order = pa.array(order)
     take_parent = pa.array(np.concatenate([parent, heads])).take(order)
-    is_head_row = np.concatenate([np.zeros(len(lines), bool), np.ones(len(heads), bool)])
 
+    # sections of text articles: from a heading to the next one; the lines before the first
+    # heading are the article's lead
+    heading = in_article & (kind == _HEADING)
+    last_heading = np.maximum.accumulate(np.where(heading, np.arange(len(lines)), -1)) if len(lines) else parent
+    in_section = in_article & (last_heading >= first[parent])
+    heading_no = np.cumsum(heading) - 1  # the heading's number among the headings
+    heading_ids = [f"{a}/{stable_hash(' '.join(t.lower().split()), 8)}" for a, t in
+                   zip(col("article_id").take(pa.array(parent[heading])).to_pylist(), text.filter(pa.array(heading)).to_pylist())]
+    at_heading = np.where(in_section, last_heading, 0)
+
+    # update ids: given, else `<article_id>@<published_at>`; `<article_id>/lead` in articles
     update_id = col("update_id")
-    missing = _bools(pc.or_kleene(pc.is_null(update_id), pc.equal(update_id, "")).fill_null(True))
-    if missing.any():
-        m = pa.array(missing)
-        update_id = pc.replace_with_mask(update_id, m, pa.array(
-            [f"{a}@{p.isoformat()}" for a, p in zip(col("article_id").filter(m).to_pylist(),
-                                                    col("published_at").filter(m).to_pylist())], pa.string()))
+    missing = _bools(pc.or_kleene(pc.is_null(update_id), pc.equal(update_id, "")).fill_null(True)) & ~article
+    if missing.any() or article.any():
+        m = missing | article
+        ids = [f"{a}/lead" if lead else f"{a}@{p.isoformat()}" for a, p, lead in
+               zip(col("article_id").filter(pa.array(m)).to_pylist(), col("published_at").filter(pa.array(m)).to_pylist(),
+                   article[m].tolist())]
+        update_id = pc.replace_with_mask(update_id, pa.array(m), pa.array(ids, pa.string()))
+    update_id = pa.concat_arrays([update_id, pa.array(heading_ids, pa.string())]).take(pa.array(
+        np.concatenate([np.where(in_section, n + heading_no[at_heading], parent), heads])).take(order))
+    section = pa.concat_arrays([col("section"), text]).take(pa.array(
+        np.concatenate([np.where(in_article, n + at_heading, parent), heads]),
+        mask=np.concatenate([in_article & ~in_section, np.ones(len(heads), bool)]))).take(order)
 
-    def per_update(column):
-        return column.take(take_parent)
-
-    section_of = pa.array(np.concatenate([parent, heads]), mask=is_head_row).take(order)
-    position = np.concatenate([col("position").to_numpy()[parent] + rank, np.zeros(len(heads), np.int64)])
+    line = col("line").to_numpy()
+    position = col("position").to_numpy()
     out = pa.RecordBatch.from_arrays(
         [
-            per_update(col("source_uri")),
-            per_update(col("line")),
-            per_update(col("source")),
-            per_update(col("article_id")),
-            per_update(update_id),
-            per_update(col("headline")),
-            col("section").take(section_of),
+            col("source_uri").take(take_parent),
+            pa.array(np.concatenate([line[parent] + np.where(in_article, 1 + line_index, 0), line[heads]])).take(order),
+            col("source").take(take_parent),
+            col("article_id").take(take_parent),
+            update_id,
+            col("headline").take(take_parent),
+            section,
             _KINDS.take(pa.array(np.concatenate([kind, np.full(len(heads), _HEADLINE, np.int8)]))).take(order),
-            pa.array(position, pa.int32()).take(order),
+            pa.array(np.concatenate([np.where(in_article, 1, position[parent]) + rank, np.zeros(len(heads), np.int64)]),
+                     pa.int32()).take(order),
             pa.concat_arrays([text, col("headline").take(pa.array(heads, pa.int64()))]).take(order),
-            per_update(col("published_at")),
+            col("published_at").take(take_parent),
         ],
         schema=BLOCK_SCHEMA,
     )
-    return out, take_parent.to_numpy()
+    return out
 
 
-def _split_by_rows(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, np.ndarray]:
-    rows, parent = [], []
-    for i, u in enumerate(batch.to_pylist()):
-        blocks = split_update(u)
-        rows += blocks
-        parent += [i] * len(blocks)
-    return pa.RecordBatch.from_pylist(rows, schema=BLOCK_SCHEMA), np.array(parent, dtype=np.int64)
-
-
-def _columnar(batch: pa.RecordBatch) -> bool:
-    """Whether the batch has the columns of UPDATE_SCHEMA, with their types and no missing values
-    where they are required (anything else takes the reference path, errors included)."""
-    names = batch.schema.names
+def _update_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with the columns and types of UPDATE_SCHEMA (cast where they differ); a
+    missing value in a required column is a ValueError."""
+    if not batch.schema.equals(UPDATE_SCHEMA):
+        batch = pa.RecordBatch.from_arrays([batch.column(f.name).cast(f.type) for f in UPDATE_SCHEMA],
+                                           schema=UPDATE_SCHEMA)
     for f in UPDATE_SCHEMA:
-        if f.name not in names or batch.schema.field(f.name).type != f.type:
-            return False
         if not f.nullable and batch.column(f.name).null_count:
-            return False
-    return True
+            raise ValueError(f"update batch: {f.name} is required, {batch.column(f.name).null_count} rows have none")
+    return batch
 
 
 def split_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Blocks of an update batch: the rows of `split_update` for each update, in update order,
-    computed column-wise (text articles, rare and small, row by row)."""
-    if batch.num_rows == 0 or not _columnar(batch):
-        return split_rows(batch)
-    text = _bools(pc.equal(batch.column("fmt"), "text"))
-    if text.all():
-        return split_rows(batch)
-    if not text.any():
-        return _split_feed(batch)[0]
-    feed_idx, text_idx = np.flatnonzero(~text), np.flatnonzero(text)
-    feed, feed_parent = _split_feed(batch.take(pa.array(feed_idx)))
-    articles, article_parent = _split_by_rows(batch.take(pa.array(text_idx)))
-    parent = np.concatenate([feed_idx[feed_parent], text_idx[article_parent]])
-    both = pa.RecordBatch.from_arrays(
-        [pa.concat_arrays([feed.column(i), articles.column(i)]) for i in range(feed.num_columns)], schema=feed.schema
-    )
-    return both.take(pa.array(np.argsort(parent, kind="stable")))
+    """The blocks of an update batch, one row per non-blank line (and one per headline of a
+    text article or headline record), in update order."""
+    return _split_columns(_update_batch(batch))
 
 
 class SplitEvents(beam.PTransform):

@@ -38,11 +38,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.models import BLOCK_SCHEMA
-from transforms.common import concat, filesystem_options, use_filesystem_options
+from transforms.common import concat, filesystem_options, shard_of, use_filesystem_options
 from transforms.parts import Part
 from transforms.windowing import at_end, day_marker
 
@@ -64,7 +63,7 @@ OCCURRENCE_SCHEMA = (
 
 
 def index_shard(article_id: str) -> int:
-    return xxhash.xxh3_64_intdigest(article_id.encode("utf-8")) % INDEX_SHARDS
+    return shard_of(article_id, INDEX_SHARDS)
 
 
 def occurrences_path(root: str, day: str) -> str:

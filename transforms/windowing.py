@@ -205,6 +205,11 @@ def at_end() -> beam.WindowInto:
                            accumulation_mode=AccumulationMode.DISCARDING)
 
 
+def stamp_by_day(part: tuple) -> TimestampedValue:
+    """A `(day, rows)` element stamped with the start of its day."""
+    return TimestampedValue(part, day_start(part[0]))
+
+
 def day_marker(day: str, schema: pa.Schema) -> tuple:
     """An empty part for `day`: makes the day's group exist, so the day is recomputed."""
     return day, schema.empty_table()
@@ -228,7 +233,7 @@ class _StampAndWindow(beam.PTransform):
             )
             on_time, late = gated.on_time, gated[LATE]
         else:
-            on_time = parts | "StampByDay" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
+            on_time = parts | "StampByDay" >> beam.Map(stamp_by_day)
             late = parts.pipeline | "NoLateInBatch" >> beam.Create([])
         return {"main": on_time | "DayWindows" >> day_windows(), LATE: late}
 
@@ -280,7 +285,7 @@ class WindowByDay(beam.PTransform):
                 markers = markers | "EveryShard" >> beam.FlatMap(
                     lambda p: [(f"{p[0]}/{s:04d}", p[1]) for s in range(shards)])
             present = (markers
-                       | "StampRecompute" >> beam.Map(lambda p: TimestampedValue(p, day_start(p[0])))
+                       | "StampRecompute" >> beam.Map(stamp_by_day)
                        | "RecomputeWindows" >> day_windows())
         keys = functools.partial(day_shard_keys, shards=shards) if shards else day_keys
         grouped = tables | "GroupByDay" >> GroupTables(
