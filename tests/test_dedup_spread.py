@@ -23,8 +23,9 @@ from apache_beam.transforms.window import GlobalWindows
 from schemas.models import BLOCK_SCHEMA, UTC
 from transforms.common import fingerprint_shards
 from transforms.dedup import NearDetector, dedup_day, dedup_snapshots
-from transforms.dedup_spread import (ASSIGN_SCHEMA, DedupDaySpread, band_rows, band_shards, bucket_edges, build_rows,
-                                     cluster_assignments, exact_groups, sum_quality)
+from transforms.dedup_spread import (DedupDaySpread, band_rows, band_shards, bucket_edges, build_rows,
+                                     cluster_assignments, exact_groups, member_scores, rep_requests, rep_sets,
+                                     sum_quality)
 from transforms.normalize import normalize_batch
 from transforms.windowing import WindowByDay, resolve_event_times
 
@@ -50,19 +51,27 @@ def spread(table: pa.Table, near: NearDetector | None, shards: int) -> dict[str,
     """The pipeline's chain of plain functions for one day, group by group."""
     fp = fingerprint_shards(table.column("fingerprint"), shards)
     groups = {int(k): table.filter(pa.array(fp == k)) for k in np.unique(fp)}
-    assign = {k: [] for k in groups}
+    assign = {k: None for k in groups}
+    sets = {k: None for k in groups}
+    reps: dict[int, list] = {k: [] for k in groups}
     if near is not None:
-        bands = [band_rows(exact_groups(t), k, near) for k, t in groups.items()]
         buckets: dict[int, list] = {}
-        for b in bands:
+        for k, t in groups.items():
+            b, sets[k] = band_rows(exact_groups(t), k, near)
             bs = band_shards(b, shards)
-            for k in np.unique(bs):
-                buckets.setdefault(int(k), []).append(b.filter(pa.array(bs == k)))
+            for s in np.unique(bs):
+                buckets.setdefault(int(s), []).append(b.filter(pa.array(bs == s)))
         edges = [e for e in (bucket_edges(ts, near) for ts in buckets.values()) if e is not None]
         if edges:
-            for r in cluster_assignments(edges).to_pylist():
-                assign[r.pop("shard")].append(r)
-    outs = [build_rows(exact_groups(t), pa.Table.from_pylist(assign[k], schema=ASSIGN_SCHEMA))
+            a = cluster_assignments(edges)
+            assign = {k: a.filter(pc.equal(a.column("shard"), k)).select(["sid", "rep", "extra"]) for k in groups}
+            want = rep_requests(a)
+            for k in groups:
+                got = rep_sets([sets[k]], [want.filter(pc.equal(want.column("rep_shard"), k))])
+                if got is not None:
+                    for s in np.unique(got.column("to_shard").to_numpy()):
+                        reps[int(s)].append(got.filter(pc.equal(got.column("to_shard"), s)).select(["rep", "set"]))
+    outs = [build_rows(exact_groups(t), member_scores(assign[k], sets[k], pa.concat_tables(reps[k]) if reps[k] else None))
             for k, t in groups.items()]
     return {"events": pa.concat_tables([o["events"] for o in outs]),
             "duplicates": pa.concat_tables([o["duplicates"] for o in outs]),

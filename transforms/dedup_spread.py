@@ -65,6 +65,9 @@ _GOLD = np.uint64(0x9E3779B97F4A7C15)
 NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
 ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
                            ("extra", pa.int64())])
+SETS_SCHEMA = pa.schema([("sid", pa.string()), ("set", pa.large_binary())])
+# what the day's cluster group gets per clustered survivor: no texts, no shingle sets
+STAR_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY]
 
 
 # ----------------------------------------------------------------------------- plain functions
@@ -126,11 +129,13 @@ def exact_groups(table: pa.Table) -> ExactGroups:
     return ExactGroups(kept, repeats, rep, repeat_of, read, redelivered)
 
 
-def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> pa.Table:
-    """One row per band of each survivor with shingles: `band` (int8), `hash` (the band hash,
-    uint64) and `node`, a dictionary-encoded struct of the survivor (NODE_FIELDS: its id, its
-    fingerprint shard, the rows it stands for, its priority columns, low signature bytes and
-    shingle set) that the band rows share: a survivor is stored once, however many bands."""
+def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> tuple[pa.Table, pa.Table]:
+    """(bands, sets). `bands`: one row per band of each survivor with shingles: `band` (int8),
+    `hash` (the band hash, uint64) and `node`, a dictionary-encoded struct of the survivor
+    (NODE_FIELDS: its id, its fingerprint shard, the rows it stands for, its priority columns,
+    low signature bytes and shingle set) that the band rows share: a survivor is stored once,
+    however many bands. `sets`: `sid` and `set` of those survivors (SETS_SCHEMA), for scoring
+    the members of a cluster against its kept row where their rows are (`member_scores`)."""
     s = g.survivors
     k = g.kept.take(pa.array(s))
     sk = sketch_texts(k.column("text"), shingle=near.shingle)
@@ -145,9 +150,12 @@ def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> pa.Table:
          pa.array(g.counts()[s]), *[k.column(c).combine_chunks() for c, _ in PRIORITY], sig, sk.sets, all_bands],
         names=NODE_FIELDS)
     idx = pa.array(np.repeat(ok, n_bands).astype(np.int32))
-    return pa.table({"band": pa.array(np.tile(np.arange(n_bands, dtype=np.int8), len(ok))),
-                     "hash": pa.array(sk.bands[ok].reshape(-1)),
-                     "node": pa.DictionaryArray.from_arrays(idx, node)})
+    bands = pa.table({"band": pa.array(np.tile(np.arange(n_bands, dtype=np.int8), len(ok))),
+                      "hash": pa.array(sk.bands[ok].reshape(-1)),
+                      "node": pa.DictionaryArray.from_arrays(idx, node)})
+    at = pa.array(ok)
+    sets = pa.table([node.field("sid").take(at), sk.sets.take(at)], schema=SETS_SCHEMA)
+    return bands, sets
 
 
 def band_shards(t: pa.Table, shards: int) -> np.ndarray:
@@ -238,9 +246,6 @@ def priority_order(field) -> np.ndarray:
     return np.lexsort(keys[::-1])
 
 
-EDGE_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["set"]
-
-
 def _fixed(col, dtype) -> np.ndarray:
     """A fixed_size_binary column as a (rows, width) numpy array of `dtype`."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -254,7 +259,7 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     """Band rows of some buckets (whole buckets) -> the survivors joined by verified pairs
     among them: each member paired with its next `neighbours` in priority order in the bucket
     of the pair's first shared band, filtered and scored as `near_duplicates` does. Returns
-    one row per survivor in a local cluster (EDGE_SIDE columns) with `root`, the row of its
+    one row per survivor in a local cluster (STAR_SIDE columns) with `root`, the row of its
     local cluster's first survivor: a star per cluster keeps the clusters' connectivity with
     fewer pairs than the edges. Only survivors of buckets with two or more members are decoded."""
     src = _sources(tables)
@@ -292,15 +297,17 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     root = by_rank[components(m, rank[a[k]], rank[b[k]])[rank]]  # node row of its local first
     involved = np.flatnonzero(root != np.arange(m))
     involved = np.union1d(involved, root[involved])
-    out = nodes.table(EDGE_SIDE, involved)
+    out = nodes.table(STAR_SIDE, involved)
     return out.append_column("root", pa.array(np.searchsorted(involved, root[involved]).astype(np.int32)))
 
 
 def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
-    """The local clusters of one day (`bucket_edges` tables) -> one assignment per survivor in
-    a cluster: a member gets its kept row (`rep`, the day's cluster's first in priority) and
-    its exact score against it; a kept row gets `extra`, the rows its members stand for (rep
-    null). Column `shard`: the survivor's fingerprint shard."""
+    """The local clusters of one day (`bucket_edges` tables: ids, counts and priority columns,
+    no texts or sets) -> one assignment per survivor in a cluster: a member gets its kept row
+    (`rep`, the day's cluster's first in priority) and `rep_shard`, the kept row's fingerprint
+    shard; a kept row gets `extra`, the rows its members stand for (rep null). Column `shard`:
+    the survivor's fingerprint shard. Similarities are scored later where the rows are
+    (`rep_requests`, `rep_sets`, `member_scores`)."""
     pieces = [t for t in pieces if t.num_rows]
     stars = concat_as_first(pieces)
     codes = pc.dictionary_encode(stars.column("sid").combine_chunks()).indices.to_numpy().astype(np.int64)
@@ -309,6 +316,7 @@ def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
     root_codes = codes[stars.column("root").to_numpy().astype(np.int64) + offs]
     _, first = np.unique(codes, return_index=True)
     nodes = stars.take(pa.array(first))  # one row per survivor, in code order
+    del stars
     by_priority = priority_order(lambda c: nodes.column(c).combine_chunks())
     rank = np.empty(len(first), np.int64)
     rank[by_priority] = np.arange(len(first))
@@ -316,20 +324,67 @@ def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
     label = components(nodes.num_rows, rank[codes], rank[root_codes])
     members = np.flatnonzero(label != np.arange(nodes.num_rows))
     reps = label[members]
-    sim = set_scores(sets_of(nodes.column("set")), reps, members)
     count = nodes.column("count").to_numpy()
     extra = np.zeros(nodes.num_rows, np.int64)
     np.add.at(extra, reps, count[members])
     kept = np.unique(reps)
     sids = nodes.column("sid").combine_chunks()
-    shard = nodes.column("shard").to_numpy()
+    shard = nodes.column("shard").to_numpy().astype(np.int64)
     return pa.table({
         "sid": pa.concat_arrays([sids.take(pa.array(members)), sids.take(pa.array(kept))]),
         "rep": pa.concat_arrays([sids.take(pa.array(reps)), pa.nulls(len(kept), pa.string())]),
-        "similarity": pa.array(np.concatenate([sim, np.ones(len(kept))])),
         "extra": pa.array(np.concatenate([np.zeros(len(members), np.int64), extra[kept]])),
-        "shard": pa.array(np.concatenate([shard[members], shard[kept]]).astype(np.int64)),
+        "shard": pa.array(np.concatenate([shard[members], shard[kept]])),
+        "rep_shard": pa.array(np.concatenate([shard[reps], shard[kept]])),
     })
+
+
+def rep_requests(assign: pa.Table) -> pa.Table:
+    """Cluster assignments -> what each kept row's shard must send: (`rep`, `rep_shard`,
+    `to_shard`) once per kept row and shard of its members."""
+    m = assign.filter(pc.is_valid(assign.column("rep")))
+    t = pa.table({"rep": m.column("rep"), "rep_shard": m.column("rep_shard"), "to_shard": m.column("shard")})
+    return t.group_by(["rep", "rep_shard", "to_shard"], use_threads=False).aggregate([])
+
+
+def rep_sets(sets: list[pa.Table], wanted: list[pa.Table]) -> pa.Table | None:
+    """The shingle sets of one fingerprint shard's survivors (`band_rows`' sets) and the
+    requests for its kept rows (`rep_requests` rows) -> (`rep`, `set`, `to_shard`) per request."""
+    wanted = [t for t in wanted if t.num_rows]
+    sets = [t for t in sets if t.num_rows]
+    if not wanted:
+        return None
+    if not sets:
+        raise ValueError("kept rows were requested from a shard without shingle sets")
+    have = concat_as_first(sets)
+    want = concat_as_first(wanted)
+    at = pc.index_in(want.column("rep"), value_set=have.column("sid").combine_chunks())
+    if at.null_count:
+        raise ValueError("a kept row's shingle set is missing from its shard")
+    return pa.table({"rep": want.column("rep"), "set": have.column("set").take(at),
+                     "to_shard": want.column("to_shard")})
+
+
+def member_scores(assign: pa.Table | None, sets: pa.Table | None, reps: pa.Table | None) -> pa.Table | None:
+    """One shard's cluster assignments, its survivors' shingle sets and its members' kept rows'
+    sets (`rep_sets`) -> the assignments with `similarity` (ASSIGN_SCHEMA): each member's exact
+    score against its kept row, 1.0 for kept rows."""
+    if assign is None or not assign.num_rows:
+        return None
+    is_member = pc.is_valid(assign.column("rep")).to_numpy(zero_copy_only=False)
+    sim = np.ones(assign.num_rows, np.float64)
+    if is_member.any():
+        members = assign.filter(pa.array(is_member)).combine_chunks()
+        mine = pc.index_in(members.column("sid").chunk(0), value_set=sets.column("sid").combine_chunks())
+        theirs = pc.index_in(members.column("rep").chunk(0), value_set=reps.column("rep").combine_chunks())
+        if mine.null_count or theirs.null_count:
+            raise ValueError("a clustered survivor or its kept row has no shingle set")
+        both = pa.concat_arrays([sets.column("set").combine_chunks().take(mine),
+                                 reps.column("set").combine_chunks().take(theirs)])
+        n = len(members)
+        sim[is_member] = set_scores(sets_of(both), np.arange(n, 2 * n), np.arange(n))
+    return pa.table({"sid": assign.column("sid"), "rep": assign.column("rep"), "similarity": pa.array(sim),
+                     "extra": assign.column("extra")}, schema=ASSIGN_SCHEMA)
 
 
 def build_rows(g: ExactGroups, assign: pa.Table | None) -> dict[str, pa.Table]:
@@ -405,8 +460,9 @@ def _table(items) -> pa.Table | None:
 
 
 class _ExactFn(beam.DoFn):
-    """(day/shard, [tables]) -> the group's rows (for Build) under the same key, band rows
-    keyed (day/b<band shard>) on `bands`, index rows on `index`."""
+    """(day/shard, [tables]) -> the group's rows (for Build) under the same key, its
+    survivors' shingle sets on `sets` (same key), band rows keyed (day/b<band shard>) on
+    `bands`, index rows on `index`."""
 
     def __init__(self, near: NearDetector | None, shards: int, spill: str | None, prior):
         self._near, self._shards, self._spill, self._prior = near, shards, spill, prior
@@ -440,7 +496,9 @@ class _ExactFn(beam.DoFn):
         g = exact_groups(table)
         if not len(g.survivors):
             return
-        bands = band_rows(g, shard, self._near)
+        bands, sets = band_rows(g, shard, self._near)
+        if sets.num_rows:
+            yield beam.pvalue.TaggedOutput("sets", (key, _one(self._spill, sets)))
         if bands.num_rows:
             for k, piece in key_groups(bands, band_shards(bands, self._shards), self._spill):
                 yield beam.pvalue.TaggedOutput("bands", (f"{day}/b{k:04d}", piece))
@@ -454,17 +512,35 @@ def _edges(element, near: NearDetector, spill: str | None):
 
 
 def _assignments(element, spill: str | None):
+    """(day, [stars]) -> assignments keyed by the survivor's day/shard, and on `want` the
+    kept rows' set requests keyed by the kept row's day/shard."""
     day, items = element
     pieces = [t for t in tables_of(items) if t.num_rows]
     if not pieces:
         return
     a = cluster_assignments(pieces)
-    for k, piece in key_groups(a.drop_columns(["shard"]), a.column("shard").to_numpy(), spill):
+    for k, piece in key_groups(a.select(["sid", "rep", "extra"]), a.column("shard").to_numpy(), spill):
+        yield f"{day}/{k:04d}", piece
+    want = rep_requests(a)
+    for k, piece in key_groups(want.select(["rep", "to_shard"]), want.column("rep_shard").to_numpy(), spill):
+        yield beam.pvalue.TaggedOutput("want", (f"{day}/{k:04d}", piece))
+
+
+def _rep_sets(element, spill: str | None):
+    """(day/shard, {sets, want}) -> the requested kept rows' sets, keyed by the day/shard of
+    the members that asked."""
+    key, grouped = element
+    got = rep_sets(tables_of(grouped.get("sets", [])), tables_of(grouped.get("want", [])))
+    if got is None:
+        return
+    day = day_of(key)
+    for k, piece in key_groups(got.select(["rep", "set"]), got.column("to_shard").to_numpy(), spill):
         yield f"{day}/{k:04d}", piece
 
 
 class _BuildFn(beam.DoFn):
-    """(day/shard, {rows, assign}) -> (day, (table name, shard, piece)) per output table."""
+    """(day/shard, {rows, assign, sets, reps}) -> (day, (table name, shard, piece)) per
+    output table; members scored against their kept rows here (`member_scores`)."""
 
     def __init__(self, spill: str | None, occurrences: bool):
         self._spill, self._occurrences = spill, occurrences
@@ -476,7 +552,8 @@ class _BuildFn(beam.DoFn):
         if not tables:
             return
         table = concat_as_first(tables)
-        assign = _table(grouped.get("assign", []))
+        assign = member_scores(_table(grouped.get("assign", [])), _table(grouped.get("sets", [])),
+                               _table(grouped.get("reps", [])))
         out = build_rows(exact_groups(table), assign)
         yield day, ("quality", shard, out["quality"])
         for name in ("events", "duplicates"):
@@ -549,14 +626,18 @@ class DedupDaySpread(beam.PTransform):
         incremental = self._prior is not None
         side = {} if self._exclusions is None else {"exclusions": beam.pvalue.AsMultiMap(self._exclusions)}
         exact = groups | "Exact" >> beam.ParDo(_ExactFn(near, self._shards, spill, self._prior), **side) \
-            .with_output_types(Tuple[str, Any]).with_outputs("bands", "index", main="rows")
+            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "index", main="rows")
         joined = {"rows": exact.rows}
         if near is not None:
-            joined["assign"] = (exact.bands
-                                | "GroupBuckets" >> beam.GroupByKey()
-                                | "Verify" >> beam.FlatMap(_edges, near, spill)
-                                | "GroupEdges" >> beam.GroupByKey()
-                                | "Clusters" >> beam.FlatMap(_assignments, spill))
+            clusters = (exact.bands
+                        | "GroupBuckets" >> beam.GroupByKey()
+                        | "Verify" >> beam.FlatMap(_edges, near, spill)
+                        | "GroupEdges" >> beam.GroupByKey()
+                        | "Clusters" >> beam.FlatMap(_assignments, spill).with_outputs("want", main="assign"))
+            reps = ({"sets": exact.sets, "want": clusters.want}
+                    | "JoinRequests" >> beam.CoGroupByKey()
+                    | "RepSets" >> beam.FlatMap(_rep_sets, spill))
+            joined.update(assign=clusters.assign, sets=exact.sets, reps=reps)
         parts = (joined
                  | "JoinAssignments" >> beam.CoGroupByKey()
                  | "Build" >> beam.ParDo(_BuildFn(spill, incremental))
