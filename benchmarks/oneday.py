@@ -1,21 +1,22 @@
-"""One-day feeds: the whole-day and the spread day dedup side by side (issue 13)
+"""One-day feeds: the day dedup spread by key, and the code before it, side by side (issue 13)
 
-    .venv/bin/python benchmarks/oneday.py 250000 1000000 [--steps whole,spread] [--workdir DIR --keep]
-                                          [--pipeline-args "..."]
+    .venv/bin/python benchmarks/oneday.py 250000 1000000 [--vs DIR] [--workdir DIR --keep]
+                                          [--pipeline-args "..."] [--profile]
 
 For each N: the update feed of `benchmarks/perf.py` (same generator, same real text, same
 re-scrapes and edited copies), squeezed into one UTC day: articles start within 8 hours of
 2022-03-01T00:00Z and their updates, re-scrapes and copies follow within minutes to hours
 (all before the day ends). The pipeline runs as `newsevents run --event-time published`, so
-every block lands on 2022-03-01: the whole run is one event day. Each N runs once per step of
-`--steps` (`--day-dedup whole` and `--day-dedup spread`), one after the other on the same
-feed, so that both see the same machine load; the outputs of the steps are compared (same
-event ids, same duplicates count; the two steps follow the whole-day and the keyed LSH rule of
-`near_duplicates`, so borderline pairs may differ). Printed per N and step: wall time,
-the largest process (peak RSS, sampled with VmHWM as in perf.py), CPU time of the process
-tree / wall (2.0 = both cores busy all the time), and the invariant check of perf.py.
-A final line gives the ratios to the first N (goals: largest process within 1.3x,
-time linear in N, CPU/wall >= 1.6).
+every block lands on 2022-03-01: the whole run is one event day. With `--vs DIR` (a checkout
+of older code, e.g. `git worktree add --detach /tmp/before 3d0dc04`, the whole-day step) each
+N runs first with that code, then with this one, on the same feed, so that both see the same
+machine load, and their outputs are compared (same event ids, same duplicates count; the
+code before followed the whole-day LSH rule, this one the keyed rule of `near_duplicates`,
+so borderline pairs may differ). Printed per N and run: wall time, the largest process (peak
+RSS, sampled with VmHWM as in perf.py), CPU time of the process tree / wall (2.0 = both
+cores busy all the time), and the invariant check of perf.py. A final line gives this code's
+ratios to the first N (goals: largest process within 1.3x, time linear in N, CPU/wall >= 1.6).
+`--profile` runs this code in one process under cProfile instead.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def summary(out: Path) -> dict:
     return {"events": sorted(ev.column("event_id").to_pylist()), "duplicates": dups}
 
 
-def profile(n: int, step: str, args, workdir: Path, pool_cache: dict) -> None:
+def profile(n: int, args, workdir: Path, pool_cache: dict) -> None:
     """The run in one process (`--direct_running_mode in_memory`) under cProfile: where the
     time of each step goes. Prints the functions of the project by own and cumulative time."""
     import cProfile  # noqa: F401 (run as a module below)
@@ -63,16 +64,16 @@ def profile(n: int, step: str, args, workdir: Path, pool_cache: dict) -> None:
     import time
 
     feed, meta, _ = perf.prepare_feed(workdir, n, args.seed, pool_cache)
-    out = workdir / f"prof-out-n{n}-{step}"
+    out = workdir / f"prof-out-n{n}"
     shutil.rmtree(out, ignore_errors=True)
-    stats = workdir / f"n{n}-{step}.prof"
+    stats = workdir / f"n{n}.prof"
     cmd = [sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "pipelines.cli", "run", "--input", str(feed),
-           "--output", str(out), "--event-time", "published", "--day-dedup", step,
+           "--output", str(out), "--event-time", "published",
            "--direct_running_mode", "in_memory", *shlex.split(args.pipeline_args)]
     t0 = time.perf_counter()
-    with open(workdir / f"prof-n{n}-{step}.log", "wb") as log:
+    with open(workdir / f"prof-n{n}.log", "wb") as log:
         rc = subprocess.call(cmd, cwd=perf.ROOT, stdout=log, stderr=subprocess.STDOUT)
-    print(f"== profile N = {n:,}, step {step}: rc {rc}, {time.perf_counter() - t0:.1f} s (profiled, one process); "
+    print(f"== profile N = {n:,}: rc {rc}, {time.perf_counter() - t0:.1f} s (profiled, one process); "
           f"{stats}", flush=True)
     shutil.rmtree(out, ignore_errors=True)
     if rc == 0:
@@ -81,15 +82,17 @@ def profile(n: int, step: str, args, workdir: Path, pool_cache: dict) -> None:
         p.sort_stats("cumulative").print_stats(r"transforms/(dedup|dedup_spread|neardup|spill|sink)\.py", 30)
 
 
-def one(n: int, step: str, args, workdir: Path, pool_cache: dict) -> dict:
+def one(n: int, step: str, code: Path | None, args, workdir: Path, pool_cache: dict) -> dict:
+    """One run over the one-day feed of N: `step` names it ("this" or "before"); `code`: the
+    checkout to run (None: this one)."""
     feed, meta, reused = perf.prepare_feed(workdir, n, args.seed, pool_cache)
     print(f"== N = {n:,}, step {step}: {feed} ({'reused' if reused else 'generated'}), {meta['bytes'] / MB:.1f} MB, "
           f"{meta['blocks']:,} blocks, published {meta['first_published'][:16]} .. {meta['last_published'][:16]}",
           flush=True)
     out = workdir / f"out-n{n}-{step}"
-    extra = ["--event-time", "published", "--day-dedup", step, *shlex.split(args.pipeline_args)]
+    extra = ["--event-time", "published", *shlex.split(args.pipeline_args)]
     c0 = cpu_seconds()
-    run = perf.run_pipeline(feed, out, extra, workdir / f"pipeline-n{n}-{step}.log")
+    run = perf.run_pipeline(feed, out, extra, workdir / f"pipeline-n{n}-{step}.log", code)
     cpu = cpu_seconds() - c0
     r = {"n": n, "step": step, "blocks": meta["blocks"], "feed_mb": round(meta["bytes"] / MB, 1), "rc": run["rc"],
          "seconds": round(run["seconds"], 1), "largest_process_mb": round(run["peak_rss_max_process"] / MB),
@@ -122,17 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep feeds and outputs (a kept feed is reused)")
     ap.add_argument("--pipeline-args", default="", help="extra arguments for newsevents run")
     ap.add_argument("--seed", type=int, default=6)
-    ap.add_argument("--steps", default="whole,spread", help="day dedup steps to run, in this order (default both)")
+    ap.add_argument("--vs", type=Path, default=None,
+                    help="a checkout of older code (its folder): each N runs with it first, then with this code")
     ap.add_argument("--profile", action="store_true",
                     help="instead of timing: each run in one process under cProfile, top functions printed")
     args = ap.parse_args(argv)
-    steps = [s for s in args.steps.split(",") if s]
+    steps = ([("before", args.vs.resolve())] if args.vs else []) + [("this", None)]
     if args.profile:
         workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="newsevents-oneday-"))).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         for n in args.n:
-            for step in steps:
-                profile(n, step, args, workdir, {})
+            profile(n, args, workdir, {})
         return 0
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="newsevents-oneday-")) if created else args.workdir.resolve()
@@ -141,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in args.n:
             got = {}
-            for step in steps:
-                r = one(n, step, args, workdir, pool_cache)
+            for step, code in steps:
+                r = one(n, step, code, args, workdir, pool_cache)
                 results.append(r)
                 if r["rc"] == 0:
                     got[step] = summary(workdir / f"out-n{n}-{step}")
@@ -151,18 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                 same = all(o == first for o in others)
                 counts = ", ".join(f"{k}: {len(v['events']):,} events, {v['duplicates']:,} duplicates"
                                    for k, v in got.items())
-                # the steps follow different LSH rules (whole-day and keyed, see near_duplicates):
-                # they may differ in borderline pairs; the tests hold the spread step to the keyed rule
+                # the code before followed the whole-day LSH rule, this code the keyed one (see
+                # near_duplicates): they may differ in borderline pairs
                 print(f"   N = {n:,}: same events and duplicates count: {same} ({counts})", flush=True)
                 for r in results[-len(steps):]:
                     r["same_as_other_steps"] = same
             if not args.keep:
-                for step in steps:
+                for step, _ in steps:
                     shutil.rmtree(workdir / f"out-n{n}-{step}", ignore_errors=True)
     finally:
         if not args.keep and created:
             shutil.rmtree(workdir, ignore_errors=True)
-    for step in steps:
+    for step, _ in steps:
         mine = [r for r in results if r["step"] == step]
         if len(mine) > 1:
             b = mine[0]

@@ -519,7 +519,9 @@ class TreeSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def run_pipeline(feed: Path, out: Path, extra: list[str], log: Path) -> dict:
+def run_pipeline(feed: Path, out: Path, extra: list[str], log: Path, code: Path | None = None) -> dict:
+    """One `newsevents run` over `feed`, sampled; `code`: run the pipeline of another checkout
+    (its folder: imported from there, with this interpreter) instead of this one."""
     shutil.rmtree(out, ignore_errors=True)
     # `python -m pipelines.cli run` is the `newsevents run` console script. Not `-m
     # pipelines.news_events`: run that way the module is imported twice (as __main__ and by
@@ -528,7 +530,8 @@ def run_pipeline(feed: Path, out: Path, extra: list[str], log: Path) -> dict:
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--input", str(feed), "--output", str(out), *extra]
     with open(log, "wb") as logf:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT)
+        env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
+        proc = subprocess.Popen(cmd, cwd=code or ROOT, stdout=logf, stderr=subprocess.STDOUT, env=env)
         sampler = TreeSampler(proc.pid)
         sampler.start()
         # wait4: the exit status and this run's own rusage (ru_maxrss of the largest process of

@@ -1,7 +1,8 @@
 """The newsevents pipeline: wiring only; every step is a composite in `transforms/`.
 
     Read -> Split -> Normalize -> LoadPriorState -> DedupSnapshots -> ResolveEventTime
-         -> WindowByDay -> DedupDay (exact, near) -> UpdateIndex -> WriteDataset
+         -> WindowByDay -> DedupDaySpread (exact, near) -> UpdateIndex -> WriteDataset
+    (a streaming window's pane: DedupDay, the day whole)
     every step's bad input -> rejects (flattened, written to the `rejects` table)
 
 `preflight(options)` checks the arguments, probes the output, lists the inputs and decides
@@ -86,10 +87,6 @@ class NewsEventsOptions(PipelineOptions):
         parser.add_argument("--spill-dir", "--spill_dir", dest="spill_dir", default=None,
                             help="folder for the spill files (default: DIR/_staging/<run>/spill for a local "
                                  "output, else the system temp folder); every worker must see it")
-        parser.add_argument("--day-dedup", "--day_dedup", dest="day_dedup", default="whole",
-                            help="whole (default): each event day deduplicated in one group; spread "
-                                 "(experimental, batch only): by fingerprint and LSH bucket shards, no group "
-                                 "holding a day (BENCHMARKS.md compares them)")
         parser.add_argument("--run_token", default=None, help=argparse.SUPPRESS)
 
 
@@ -193,7 +190,7 @@ class Plan:
     reader: ReadUpdates  # the configured steps
     snapshots: DedupSnapshots
     near: NearDetector | None
-    day_shards: int = 0  # 0: DedupDay (a day per group); else DedupDaySpread over this many shards a day
+    day_shards: int  # a batch run's day dedup: fingerprint shards a day (DedupDaySpread)
 
 
 def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
@@ -223,10 +220,6 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
         raise UsageError(f"--near must be on or off, not {opts.near!r}")
     if opts.spill not in ("auto", "on", "off"):
         raise UsageError(f"--spill must be auto, on or off, not {opts.spill!r}")
-    if opts.day_dedup not in ("whole", "spread"):
-        raise UsageError(f"--day-dedup must be whole or spread, not {opts.day_dedup!r}")
-    if opts.day_dedup == "spread" and options.view_as(StandardOptions).streaming:
-        raise UsageError("--day-dedup spread is for batch runs (a streaming run dedups each day window whole)")
     files = expand_inputs(patterns)
     input_bytes = sum(size for _, size in files)
     every = max(opts.progress_every, 1e-6) if (opts.progress or sys.stderr.isatty()) else 0.0
@@ -235,14 +228,12 @@ def preflight(options: PipelineOptions, argv: list[str] | None = None) -> Plan:
     try:  # the steps check their own configuration; here their message becomes a usage error
         reader = ReadUpdates(opts.format, len(files), input_bytes, every)
         snapshots = DedupSnapshots(opts.shards if opts.shards is not None else auto_shards(input_bytes), spill=spill)
-        near = (NearDetector(opts.near_threshold, opts.shingle_size, keyed=opts.day_dedup == "spread")
-                if opts.near == "on" else None)
+        near = NearDetector(opts.near_threshold, opts.shingle_size) if opts.near == "on" else None
     except ValueError as e:
         raise UsageError(str(e)) from None
     check_output(opts.output)  # after every other check: a refused command leaves no folder behind
     choose_local_workers(options, list(argv or []), input_bytes)
-    day_shards = snapshots.shards if opts.day_dedup == "spread" else 0
-    return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near, day_shards)
+    return Plan(files, input_bytes, token, spill, lateness, reader, snapshots, near, snapshots.shards)
 
 
 def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) -> dict:
@@ -266,14 +257,16 @@ def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) 
     state = normalized["blocks"] | "LoadPriorState" >> LoadPriorState(root)
     marked = (state["new"], state["prior"]) | "DedupSnapshots" >> plan.snapshots
     timed = marked | "ResolveEventTime" >> ResolveEventTime(resolve_batch if opts.event_time == "text" else None)
+    # a batch run spreads each day over (day, fingerprint shard) and (day, LSH bucket shard)
+    # groups; a streaming window's pane is deduplicated whole, so that a later pane replaces it
+    shards = 0 if streaming else plan.day_shards
     windowed = timed | "WindowByDay" >> WindowByDay(plan.lateness, streaming, plan.spill, recompute=state["recompute"],
-                                                    shards=plan.day_shards)
-    if plan.day_shards:
-        day_dedup = DedupDaySpread(plan.near, PriorDays(root, fs_options), state["exclusions"],
-                                   stager=Stager(root, plan.token, fs_options), shards=plan.day_shards, spill=plan.spill)
+                                                    shards=shards)
+    prior, stager = PriorDays(root, fs_options), Stager(root, plan.token, fs_options)
+    if streaming:
+        day_dedup = DedupDay(plan.near, prior, state["exclusions"], stager=stager)
     else:
-        day_dedup = DedupDay(plan.near, PriorDays(root, fs_options), state["exclusions"],
-                             stager=Stager(root, plan.token, fs_options))
+        day_dedup = DedupDaySpread(plan.near, prior, state["exclusions"], stager=stager, shards=shards, spill=plan.spill)
     deduped = windowed["days"] | "DedupDay" >> day_dedup
     index = (state["index_keep"], deduped["index"]) | "UpdateIndex" >> UpdateIndex()
     rejects = (read[REJECTS], normalized[REJECTS], windowed[LATE]) | "AllRejects" >> beam.Flatten()

@@ -22,7 +22,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from schemas.models import BLOCK_SCHEMA, UTC
 from transforms.common import fingerprint_shards
-from transforms.dedup import NearDetector, dedup_day, dedup_snapshots
+from transforms.dedup import DedupDay, NearDetector, dedup_day, dedup_snapshots
 from transforms.dedup_spread import (DedupDaySpread, band_rows, band_shards, bucket_edges, build_rows,
                                      cluster_assignments, exact_groups, member_scores, rep_requests, rep_sets,
                                      sum_quality)
@@ -172,7 +172,8 @@ def test_plain_chain_equals_whole_day_on_the_labelled_set():
     assert n_days > 10 and near_rows > 100
 
 
-def test_beam_composite_equals_whole_day(tmp_path):
+@pytest.mark.parametrize("spilled", [True, False], ids=["spill", "runner-shuffle"])
+def test_beam_composite_equals_whole_day(tmp_path, spilled):
     t1, t2 = mixed(1, 250), mixed(4, 150)
     # the second table's rows move to the next day; the composite sees both days at once
     shifted = t2.set_column(t2.schema.get_field_index("event_time"), "event_time",
@@ -190,12 +191,13 @@ def test_beam_composite_equals_whole_day(tmp_path):
             assert_same(got[d], want[d])
         return True
 
-    spill = str(tmp_path / "spill")
+    spill = str(tmp_path / "spill") if spilled else None  # None: tables through the shuffles (engines)
     with TestPipeline() as p:
         windowed = p | beam.Create([t1, shifted]) | WindowByDay(spill=spill, shards=3)
         parts = windowed["days"] | DedupDaySpread(NEAR, shards=3, spill=spill)
         checked = (parts | beam.WindowInto(GlobalWindows()) | beam.combiners.ToList() | beam.Map(check))
         assert_that(checked, equal_to([True]))
+    assert spilled == (tmp_path / "spill").is_dir()
 
 
 def _feed(path, rows):
@@ -213,7 +215,24 @@ def _tables(root) -> dict:
     }
 
 
-def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path):
+def whole_day_step(monkeypatch) -> list:
+    """Batch runs of this process use the whole-day composite `DedupDay` (one group per day,
+    what batch runs used before the spread step): the oracle of the runs below. Returns the
+    list of the DedupDay steps built."""
+    from pipelines import news_events
+
+    window, built = news_events.WindowByDay, []
+
+    def whole(near, prior, exclusions, stager, shards, spill):
+        built.append(DedupDay(near, prior, exclusions, stager=stager))
+        return built[-1]
+
+    monkeypatch.setattr(news_events, "WindowByDay", lambda *args, shards, **kw: window(*args, shards=0, **kw))
+    monkeypatch.setattr(news_events, "DedupDaySpread", whole)
+    return built
+
+
+def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     words = [f"w{i}" for i in range(500)]
     texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 20)))) for _ in range(60)]
@@ -231,10 +250,12 @@ def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path):
     f1 = _feed(tmp_path / "d1.jsonl", rows(1, 0) + rows(2, 3))
     f2 = _feed(tmp_path / "d2.jsonl", rows(2, 7, credit=True) + rows(3, 1))
     common = ["--event-time", "published"]
-    for step in ("whole", "spread"):
-        run_pipeline([f1, f2], tmp_path / f"once-{step}", *common, "--day-dedup", step)
-        run_pipeline([f1], tmp_path / f"inc-{step}", *common, "--day-dedup", step)
-        run_pipeline([f2], tmp_path / f"inc-{step}", *common, "--day-dedup", step)
+    for step in ("spread", "whole"):
+        built = whole_day_step(monkeypatch) if step == "whole" else []
+        run_pipeline([f1, f2], tmp_path / f"once-{step}", *common)
+        run_pipeline([f1], tmp_path / f"inc-{step}", *common)
+        run_pipeline([f2], tmp_path / f"inc-{step}", *common)
+        assert len(built) == (3 if step == "whole" else 0)
     want = _tables(tmp_path / "once-whole")
     assert want["duplicates"] and any(r[4] == "near" for r in want["duplicates"])
     assert _tables(tmp_path / "once-spread") == want

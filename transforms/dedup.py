@@ -176,7 +176,7 @@ class NearDetector:
 
     threshold: float = DEFAULT_THRESHOLD
     shingle: int = DEFAULT_SHINGLE
-    keyed: bool = False  # the rule a day spread by key follows (`near_duplicates(keyed=True)`)
+    keyed: bool = True  # the rule a day spread by key follows (`near_duplicates(keyed=True)`)
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:

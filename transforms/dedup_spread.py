@@ -42,6 +42,7 @@ Guarantee: the rows of `dedup_day` over the whole day (tests/test_dedup_spread.p
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from typing import Any, Tuple
 
@@ -62,6 +63,10 @@ from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
+# LSH bucket groups per fingerprint shard: a survivor has a band in each of up to 16 bucket
+# groups, so a bucket group with S groups a day decodes ~16/S of the day's survivors; with
+# this many per shard it decodes about as many as a fingerprint shard holds.
+BUCKET_SHARDS_PER_SHARD = int(os.environ.get("NEWSEVENTS_BUCKET_SHARDS", "4"))
 NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
 ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
                            ("extra", pa.int64())])
@@ -156,6 +161,17 @@ def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> tuple[pa.Table,
     at = pa.array(ok)
     sets = pa.table([node.field("sid").take(at), sk.sets.take(at)], schema=SETS_SCHEMA)
     return bands, sets
+
+
+def compact_nodes(piece: pa.Table) -> pa.Table:
+    """Band rows whose node dictionary holds only the survivors they refer to (a slice of
+    `band_rows` keeps the whole dictionary: pickled through a runner's shuffle, every piece
+    would carry every survivor of its fingerprint shard)."""
+    node = piece.column("node").combine_chunks()
+    idx = node.indices.to_numpy()
+    used, at = np.unique(idx, return_inverse=True)
+    small = pa.DictionaryArray.from_arrays(pa.array(at.astype(np.int32)), node.dictionary.take(pa.array(used)))
+    return piece.set_column(piece.schema.get_field_index("node"), "node", small)
 
 
 def band_shards(t: pa.Table, shards: int) -> np.ndarray:
@@ -500,7 +516,9 @@ class _ExactFn(beam.DoFn):
         if sets.num_rows:
             yield beam.pvalue.TaggedOutput("sets", (key, _one(self._spill, sets)))
         if bands.num_rows:
-            for k, piece in key_groups(bands, band_shards(bands, self._shards), self._spill):
+            for k, piece in key_groups(bands, band_shards(bands, self._shards * BUCKET_SHARDS_PER_SHARD), self._spill):
+                if not self._spill:  # the piece crosses the runner's shuffle: only its own survivors
+                    piece = compact_nodes(piece)
                 yield beam.pvalue.TaggedOutput("bands", (f"{day}/b{k:04d}", piece))
 
 

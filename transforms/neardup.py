@@ -775,8 +775,10 @@ def near_duplicates(
     `transforms.dedup_spread` computes without the whole day in one place): a text's sets,
     signature and band hashes do not depend on the other texts of the call (SET_BITS set
     bits, signatures from their top 32, full 64-bit band hashes), and a pair is a candidate in
-    the first band it shares only (`first_band_only`). Same thresholds, score and filter; the
-    default rule (False) is the whole-day one, and faster in one call.
+    the first band it shares only (`first_band_only`). Same thresholds, score and filter. The
+    pipeline follows the keyed rule (`transforms.dedup.NearDetector`); False, the whole-day
+    rule the pipeline used before days were spread, is faster in one call and kept here for
+    the comparisons of BENCHMARKS.md.
     """
     _settings(threshold, shingle, num_perm, rows)
     arr = _as_arrow(texts)
