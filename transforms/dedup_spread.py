@@ -17,20 +17,26 @@ How a day is spread (the way MinHash dedup runs on Spark; every arrow is a shuff
 
     rows ──(day, fingerprint shard)──► Exact: survivors; each survivor's sketch (set size,
         low signature bytes, band hashes, shingle set) computed once
-      band rows ──(day, band-hash shard)──► Buckets: candidates (next neighbours in priority
-        order), filtered by set sizes and signature agreement, verified (exact score): edges
-      edges ──(day)──► Clusters: connected components of the verified pairs, kept row per
-        component, similarity to it, rows merged into it
-      assignments + rows ──(day, fingerprint shard)──► Build: events/duplicates pieces
+      band rows ──(day, bucket shard)──► Buckets: candidates (next neighbours in priority
+        order), filtered by set sizes and signature agreement, verified (exact score): a
+        star per local cluster (ids, counts, priority columns; no texts, no sets)
+      stars ──(day)──► Clusters: connected components, kept row per component
+      set requests ──(day, kept row's shard)──► RepSets: the kept rows' shingle sets
+      assignments, kept rows' sets, rows ──(day, fingerprint shard)──► Build: each member
+        scored against its kept row; events/duplicates pieces
       pieces ──(day)──► the day's files, written piece by piece; quality summed
 
 A band row is 13 bytes (band, band hash, node index); the survivor it stands for (id,
 priority, counts, signature bytes, shingle set) is a dictionary value written once per
 fingerprint-shard group, so the bucket groups read only the survivors of buckets with two or
-more members. The day-keyed groups hold verified pairs and references to pieces only.
+more members (through a runner's own shuffle, without spill files, each piece carries the
+survivors it refers to). The day-keyed groups hold stars (ids, counts and priority columns
+of the clustered survivors) and references to pieces only; bucket groups are
+`bucket_shard_count(shards)` a day.
 
-Streaming runs keep `DedupDay` (one group per day window): a later pane must replace the
-day's rows, which a chain of shuffles cannot promise pane by pane.
+This is the day dedup of batch runs. A streaming window keeps `DedupDay` (the day whole): a
+later pane must replace the day's rows, which a chain of shuffles cannot promise pane by
+pane. (The live stream commits each pane with a batch run, so its days are spread too.)
 
 Example: "No casualties were reported." from article A at 08:00 and from B at 09:00, and
 "No casualties were reported, police said." from C at 10:00, on one day: one event (A,
@@ -42,7 +48,6 @@ Guarantee: the rows of `dedup_day` over the whole day (tests/test_dedup_spread.p
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from typing import Any, Tuple
 
@@ -63,10 +68,17 @@ from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
-# LSH bucket groups per fingerprint shard: a survivor has a band in each of up to 16 bucket
-# groups, so a bucket group with S groups a day decodes ~16/S of the day's survivors; with
-# this many per shard it decodes about as many as a fingerprint shard holds.
-BUCKET_SHARDS_PER_SHARD = int(os.environ.get("NEWSEVENTS_BUCKET_SHARDS", "4"))
+# LSH bucket groups of a day: a survivor has a band row in up to 32 of them (one per band),
+# so with B groups a group reads ~32/B of the day's survivors. 16 per fingerprint shard gave
+# the smallest largest process at 250k and 1M updates of one day (BENCHMARKS.md; 4 per shard:
+# +13 % at 250k); at most 4,096 a day (each group reads a piece of every fingerprint shard).
+BUCKET_SHARDS_PER_SHARD = 16
+MAX_BUCKET_SHARDS = 4096
+
+
+def bucket_shard_count(shards: int) -> int:
+    """The LSH bucket groups of a day spread over `shards` fingerprint shards."""
+    return max(shards, min(shards * BUCKET_SHARDS_PER_SHARD, MAX_BUCKET_SHARDS))
 NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
 ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
                            ("extra", pa.int64())])
@@ -516,7 +528,7 @@ class _ExactFn(beam.DoFn):
         if sets.num_rows:
             yield beam.pvalue.TaggedOutput("sets", (key, _one(self._spill, sets)))
         if bands.num_rows:
-            for k, piece in key_groups(bands, band_shards(bands, self._shards * BUCKET_SHARDS_PER_SHARD), self._spill):
+            for k, piece in key_groups(bands, band_shards(bands, bucket_shard_count(self._shards)), self._spill):
                 if not self._spill:  # the piece crosses the runner's shuffle: only its own survivors
                     piece = compact_nodes(piece)
                 yield beam.pvalue.TaggedOutput("bands", (f"{day}/b{k:04d}", piece))
