@@ -23,10 +23,12 @@ from apache_beam.transforms.window import GlobalWindows
 from schemas.models import BLOCK_SCHEMA, UTC
 from transforms.common import fingerprint_shards
 from transforms.dedup import DedupDay, NearDetector, dedup_day, dedup_snapshots
-from transforms.dedup_spread import (DedupDaySpread, band_rows, band_shards, bucket_edges, build_rows,
+from transforms.dedup_spread import (ROWS_PER_SHARD, DedupDaySpread, coalesce, band_rows, band_shards, bucket_edges, build_rows,
                                      cluster_assignments, exact_groups, member_scores, rep_requests, rep_sets,
                                      sum_quality)
+from transforms import dedup_spread
 from transforms.normalize import normalize_batch
+from transforms.spill import SpillRef
 from transforms.windowing import WindowByDay, resolve_event_times
 
 from .conftest import SHARED_DATA, query, run_pipeline
@@ -173,13 +175,20 @@ def test_plain_chain_equals_whole_day_on_the_labelled_set():
 
 
 @pytest.mark.parametrize("spilled", [True, False], ids=["spill", "runner-shuffle"])
-def test_beam_composite_equals_whole_day(tmp_path, spilled):
+@pytest.mark.parametrize("per_group", [2000, 16], ids=["a-bucket-group-a-day", "many-bucket-groups"])
+def test_beam_composite_equals_whole_day(tmp_path, spilled, per_group, monkeypatch):
     t1, t2 = mixed(1, 250), mixed(4, 150)
     # the second table's rows move to the next day; the composite sees both days at once
     shifted = t2.set_column(t2.schema.get_field_index("event_time"), "event_time",
                             pc.add(t2.column("event_time"), pa.scalar(dt.timedelta(days=1))))
     days = {"2022-02-20": t1, "2022-02-21": shifted}
     want = {d: dedup_day(dt.date.fromisoformat(d), t, NEAR) for d, t in days.items()}
+    monkeypatch.setattr(dedup_spread, "SURVIVORS_PER_BUCKET_GROUP", per_group)
+    if per_group < 2000:  # and fewer fingerprint groups a day than shards (spilled runs coalesce)
+        monkeypatch.setattr(dedup_spread, "ROWS_PER_SHARD", 250)
+        assert [dedup_spread.day_shard_count(t.num_rows, 3) for t in (t1, t2)] == [3, 2], (t1.num_rows, t2.num_rows)
+    groups = dedup_spread.bucket_shard_count(len(exact_groups(t2).survivors), 3)
+    assert (groups == 1) if per_group == 2000 else (groups >= 5)
 
     def check(parts):
         got = {}
@@ -260,3 +269,18 @@ def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path, monk
     assert want["duplicates"] and any(r[4] == "near" for r in want["duplicates"])
     assert _tables(tmp_path / "once-spread") == want
     assert _tables(tmp_path / "inc-spread") == _tables(tmp_path / "inc-whole")
+
+
+def test_coalesce_puts_a_small_day_in_fewer_groups_and_a_fingerprint_in_one():
+    def ref(rows):
+        return SpillRef("f.arrow", 0, 1, rows)
+
+    small = [(s, [ref(10)]) for s in range(8)]
+    assert list(coalesce("2022-02-20", small, 8)) == [("2022-02-20/0000", (1, [ref(10)] * 8))]
+    # three shards' worth of rows in shards 0-2: 3 groups; shard s goes to s * 3 // 8
+    some = [(s, [ref(ROWS_PER_SHARD)]) for s in range(3)] + [(s, []) for s in range(3, 8)]
+    got = dict(coalesce("2022-02-20", some, 8))
+    assert {k: (n, len(items)) for k, (n, items) in got.items()} == {
+        "2022-02-20/0000": (3, 3), "2022-02-20/0001": (3, 0), "2022-02-20/0002": (3, 0)}
+    full = dict(coalesce("2022-02-20", [(s, [ref(ROWS_PER_SHARD)]) for s in range(8)], 8))
+    assert {k: (n, len(items)) for k, (n, items) in full.items()} == {f"2022-02-20/{s:04d}": (8, 1) for s in range(8)}

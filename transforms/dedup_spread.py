@@ -32,7 +32,7 @@ fingerprint-shard group, so the bucket groups read only the survivors of buckets
 more members (through a runner's own shuffle, without spill files, each piece carries the
 survivors it refers to). The day-keyed groups hold stars (ids, counts and priority columns
 of the clustered survivors) and references to pieces only; bucket groups are
-`bucket_shard_count(shards)` a day.
+`bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
 
 This is the day dedup of batch runs. A streaming window keeps `DedupDay` (the day whole): a
 later pane must replace the day's rows, which a chain of shuffles cannot promise pane by
@@ -63,22 +63,32 @@ from transforms.dedup import PRIORITY, NearDetector
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, in_runs,
                                 pair_codes, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
-from transforms.spill import key_groups, tables_of, write_groups
+from transforms.spill import SpillRef, key_groups, tables_of, write_groups
 from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 # LSH bucket groups of a day: a survivor has a band row in up to 32 of them (one per band),
-# so with B groups a group reads ~32/B of the day's survivors. 16 per fingerprint shard gave
-# the smallest largest process at 250k and 1M updates of one day (BENCHMARKS.md; 4 per shard:
-# +13 % at 250k); at most 4,096 a day (each group reads a piece of every fingerprint shard).
+# so with B groups a group reads ~32/B of the day's survivors. B follows the day's survivors
+# (one group per SURVIVORS_PER_BUCKET_GROUP, at most BUCKET_SHARDS_PER_SHARD per fingerprint
+# shard): a small day is one group, not hundreds of near-empty ones (every group reads a
+# piece of each fingerprint shard). Band rows are written in FINE_BUCKETS fine shards, in
+# order, so the B groups of any day are runs of fine shards (`coarse_shards`): the day's
+# size is known after they are written, and no row is written twice.
+SURVIVORS_PER_BUCKET_GROUP = 2000
 BUCKET_SHARDS_PER_SHARD = 16
-MAX_BUCKET_SHARDS = 4096
+FINE_BUCKETS = 4096
 
 
-def bucket_shard_count(shards: int) -> int:
-    """The LSH bucket groups of a day spread over `shards` fingerprint shards."""
-    return max(shards, min(shards * BUCKET_SHARDS_PER_SHARD, MAX_BUCKET_SHARDS))
+def bucket_shard_count(survivors: int, shards: int) -> int:
+    """The LSH bucket groups of a day with `survivors` exact survivors over `shards`
+    fingerprint shards."""
+    return max(1, min(-(-survivors // SURVIVORS_PER_BUCKET_GROUP), shards * BUCKET_SHARDS_PER_SHARD, FINE_BUCKETS))
+
+
+def coarse_shards(fine: np.ndarray, groups: int) -> np.ndarray:
+    """The bucket group (of `groups`) of each fine shard: runs of consecutive fine shards."""
+    return np.asarray(fine, np.int64) * groups // FINE_BUCKETS
 NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
 ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
                            ("extra", pa.int64())])
@@ -487,8 +497,35 @@ def _table(items) -> pa.Table | None:
     return concat_as_first(parts) if parts else None
 
 
+# Rows a fingerprint shard of a day aims at: a day of fewer rows than `shards` times this is
+# spread over fewer shards (`coalesce`), so a run of many small days is not days x shards
+# near-empty groups. (16 MB of input, the snapshot shards' measure, is ~50k blocks.)
+ROWS_PER_SHARD = 50_000
+
+
+def day_shard_count(rows: int, shards: int) -> int:
+    """The fingerprint shards a day of `rows` rows is spread over (at most `shards`)."""
+    return max(1, min(shards, -(-rows // ROWS_PER_SHARD)))
+
+
+def _rows(item) -> int:
+    return item.rows if isinstance(item, SpillRef) else item.num_rows
+
+
+def coalesce(day: str, shard_items, shards: int):
+    """(day, [(fingerprint shard of `shards`, items)]) -> (day/j, (n, items)) for the n shards
+    the day's rows need: shard s goes to j = s * n // shards, so a fingerprint is in one j."""
+    shard_items = list(shard_items)
+    n = day_shard_count(sum(_rows(x) for _, items in shard_items for x in items), shards)
+    merged: dict[int, list] = {}
+    for s, items in shard_items:
+        merged.setdefault(s * n // shards, []).extend(items)
+    for j in sorted(merged):
+        yield f"{day}/{j:04d}", (n, merged[j])
+
+
 class _ExactFn(beam.DoFn):
-    """(day/shard, [tables]) -> the group's rows (for Build) under the same key, its
+    """(day/j, (n, items)) -> the group's rows (for Build) under the same key, its
     survivors' shingle sets on `sets` (same key), band rows keyed (day/b<band shard>) on
     `bands`, index rows on `index`."""
 
@@ -496,9 +533,10 @@ class _ExactFn(beam.DoFn):
         self._near, self._shards, self._spill, self._prior = near, shards, spill, prior
 
     def process(self, element, exclusions=None):
-        key, tables = element
+        key, (n, items) = element
         day = day_of(key)
         shard = int(key[11:])
+        tables = tables_of(items)
         parts = [t for t in tables if t.num_rows]
         fresh = concat_as_first(parts) if parts else None
         table = fresh
@@ -508,7 +546,8 @@ class _ExactFn(beam.DoFn):
                 exclude |= set(fresh.column("article_id").to_pylist())
             old = self._prior.untouched(day, exclude)
             if old is not None and old.num_rows:
-                old = old.filter(pa.array(fingerprint_shards(old.column("fingerprint"), self._shards) == shard))
+                fine = fingerprint_shards(old.column("fingerprint"), self._shards)
+                old = old.filter(pa.array(fine * n // self._shards == shard))
             pieces = [x for x in (fresh, old) if x is not None and x.num_rows]
             table = concat_as_first(pieces) if pieces else None
             if fresh is not None:
@@ -527,11 +566,28 @@ class _ExactFn(beam.DoFn):
         bands, sets = band_rows(g, shard, self._near)
         if sets.num_rows:
             yield beam.pvalue.TaggedOutput("sets", (key, _one(self._spill, sets)))
-        if bands.num_rows:
-            for k, piece in key_groups(bands, band_shards(bands, bucket_shard_count(self._shards)), self._spill):
-                if not self._spill:  # the piece crosses the runner's shuffle: only its own survivors
-                    piece = compact_nodes(piece)
-                yield beam.pvalue.TaggedOutput("bands", (f"{day}/b{k:04d}", piece))
+        yield beam.pvalue.TaggedOutput("survivors", (day, len(g.survivors)))
+        if bands.num_rows:  # spilled: one file, a run of batches per fine shard; else the table
+            fine = band_shards(bands, FINE_BUCKETS)
+            yield beam.pvalue.TaggedOutput(
+                "bands", (day, list(key_groups(bands, fine, self._spill)) if self._spill else bands))
+
+
+def _key_bands(element, survivors: dict, shards: int):
+    """(day, band rows of a fingerprint shard: [(fine shard, reference)] or a table) ->
+    (day/b<group>, rows) per bucket group of the day, its number from the day's survivors."""
+    day, bands = element
+    groups = bucket_shard_count(survivors[day], shards)
+    if isinstance(bands, list):  # spill references, fine shards ascending: merge each run
+        runs: dict[int, list] = {}
+        for fine, ref in bands:
+            runs.setdefault(int(coarse_shards(np.array([fine]), groups)[0]), []).append(ref)
+        for k, refs in runs.items():
+            yield f"{day}/b{k:04d}", SpillRef(refs[0].path, refs[0].first, sum(r.count for r in refs),
+                                              sum(r.rows for r in refs))
+        return
+    for k, piece in key_groups(bands, coarse_shards(band_shards(bands, FINE_BUCKETS), groups), None):
+        yield f"{day}/b{k:04d}", compact_nodes(piece)  # through the runner's shuffle: its own survivors only
 
 
 def _edges(element, near: NearDetector, spill: str | None):
@@ -655,11 +711,22 @@ class DedupDaySpread(beam.PTransform):
         near, spill = self._near, self._spill
         incremental = self._prior is not None
         side = {} if self._exclusions is None else {"exclusions": beam.pvalue.AsMultiMap(self._exclusions)}
+        if spill:  # references only: the shards of a small day become fewer groups
+            groups = (groups
+                      | "ShardsOfDay" >> beam.MapTuple(lambda key, items: (day_of(key), (int(key[11:]), items)))
+                      | "GroupShardsOfDay" >> beam.GroupByKey()
+                      | "Coalesce" >> beam.FlatMap(lambda kv, shards: coalesce(kv[0], kv[1], shards), self._shards)
+                      | "Spread" >> beam.Reshuffle())
+        else:  # tables: regrouping would bring a day together; every shard stays a group
+            shards = self._shards
+            groups = groups | "Shards" >> beam.MapTuple(lambda key, items: (key, (shards, items)))
         exact = groups | "Exact" >> beam.ParDo(_ExactFn(near, self._shards, spill, self._prior), **side) \
-            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "index", main="rows")
+            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "survivors", "index", main="rows")
         joined = {"rows": exact.rows}
         if near is not None:
+            survivors = exact.survivors | "DaySurvivors" >> beam.CombinePerKey(sum)
             clusters = (exact.bands
+                        | "KeyBands" >> beam.FlatMap(_key_bands, beam.pvalue.AsDict(survivors), self._shards)
                         | "GroupBuckets" >> beam.GroupByKey()
                         | "Verify" >> beam.FlatMap(_edges, near, spill)
                         | "GroupEdges" >> beam.GroupByKey()

@@ -153,15 +153,18 @@ class GroupTables(beam.PTransform):
     PCollections are returned beside the groups: then the result is `{"groups": ..., **others}`.
     `present`, when given, is a PCollection of `(key, table)` elements, already in their
     windows, that join the grouping as they are (an empty table makes a key's group exist).
+    `references=True` gives each key's items as grouped (spill references and/or tables, for
+    `tables_of` later) instead of tables: for a step that regroups them before reading.
 
     Example: `(blocks, prior) | GroupTables(lambda t: shard(t["article_id"]), spill)` gives
     `(shard, [tables])`, each shard's rows of both inputs together.
     """
 
     def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None,
-                 between: beam.PTransform | None = None, present=None):
+                 between: beam.PTransform | None = None, present=None, references: bool = False):
         super().__init__()
         self._keys, self._spill, self._between, self._present = keys, spill, between, present
+        self._references = references
 
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
@@ -177,11 +180,9 @@ class GroupTables(beam.PTransform):
             rows = out
         if self._present is not None:
             rows = (rows, self._present) | "WithPresent" >> beam.Flatten()
-        groups = (
-            rows
-            | "Group" >> beam.GroupByKey()
-            | "Tables" >> beam.MapTuple(lambda key, items: (key, tables_of(items)))
-        )
+        groups = rows | "Group" >> beam.GroupByKey()
+        if not self._references:
+            groups = groups | "Tables" >> beam.MapTuple(lambda key, items: (key, tables_of(items)))
         return groups if beside is None else {"groups": groups, **beside}
 
 

@@ -262,8 +262,10 @@ class WindowByDay(beam.PTransform):
     on its way into a late pane; a part for 2022-02-20 is refused as late.
 
     `shards` > 0 groups each day by fingerprint shard too: the groups are then
-    `("YYYY-MM-DD/NNNN", [tables])` (`day_shard_keys`; `day_of` gives the day), a recompute
-    marker makes every shard of its day exist, and no group holds a whole day.
+    `("YYYY-MM-DD/NNNN", [items])` (`day_shard_keys`; `day_of` gives the day), a recompute
+    marker makes every shard of its day exist, and no group holds a whole day. The items are
+    spill references and/or tables as grouped (`tables_of` reads them), so that the next step
+    can regroup the shards of a small day before reading them (`DedupDaySpread`).
     """
 
     def __init__(self, allowed_lateness: int = DEFAULT_ALLOWED_LATENESS, streaming: bool = False,
@@ -289,6 +291,7 @@ class WindowByDay(beam.PTransform):
                        | "RecomputeWindows" >> day_windows())
         keys = functools.partial(day_shard_keys, shards=shards) if shards else day_keys
         grouped = tables | "GroupByDay" >> GroupTables(
-            keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present)
+            keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present,
+            references=bool(shards))
         rejects = grouped[LATE] | "LateRejects" >> beam.FlatMapTuple(late_rejects)
         return {"days": grouped["groups"], LATE: rejects}
