@@ -63,7 +63,7 @@ from transforms.dedup import PRIORITY, NearDetector
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, in_runs,
                                 pair_codes, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
-from transforms.spill import SpillRef, key_groups, tables_of, write_groups
+from transforms.spill import SpillRef, key_groups, tables_of, write_groups, write_sorted
 from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
@@ -72,9 +72,9 @@ _GOLD = np.uint64(0x9E3779B97F4A7C15)
 # so with B groups a group reads ~32/B of the day's survivors. B follows the day's survivors
 # (one group per SURVIVORS_PER_BUCKET_GROUP, at most BUCKET_SHARDS_PER_SHARD per fingerprint
 # shard): a small day is one group, not hundreds of near-empty ones (every group reads a
-# piece of each fingerprint shard). Band rows are written in FINE_BUCKETS fine shards, in
-# order, so the B groups of any day are runs of fine shards (`coarse_shards`): the day's
-# size is known after they are written, and no row is written twice.
+# piece of each fingerprint shard). Band rows are written sorted by FINE_BUCKETS fine shards,
+# so the B groups of any day are row ranges of runs of fine shards (`coarse_shards`): the
+# day's size is known after they are written, and no row is written twice.
 SURVIVORS_PER_BUCKET_GROUP = 2000
 BUCKET_SHARDS_PER_SHARD = 16
 FINE_BUCKETS = 4096
@@ -202,6 +202,11 @@ def band_shards(t: pa.Table, shards: int) -> np.ndarray:
     return (h % np.uint64(shards)).astype(np.int64)
 
 
+def _values(arr: pa.Array, dtype) -> np.ndarray:
+    """The values of a primitive Arrow array without nulls, as numpy (zero-copy)."""
+    return np.frombuffer(arr.buffers()[1], dtype, len(arr), arr.offset * np.dtype(dtype).itemsize)
+
+
 def _sources(tables: list[pa.Table]):
     """Band rows of several pieces -> (band, hash, node number) and the distinct node
     dictionaries (a spill file's pieces share one: it is decoded once)."""
@@ -220,9 +225,12 @@ def _sources(tables: list[pa.Table]):
                 dicts.append(d)
                 base.append(total)
                 total += len(d)
-            bands.append(b.column("band").to_numpy())
-            hashes.append(b.column("hash").to_numpy())
-            nodes.append(col.indices.to_numpy().astype(np.int64) + base[seen[key]])
+            # np.frombuffer, not Array.to_numpy: pyarrow 16's to_numpy tries `import pandas` on
+            # every call, a search of sys.path when pandas is not installed (half the time of
+            # a run of many small bucket groups, py-spy)
+            bands.append(_values(b.column("band"), np.int8))
+            hashes.append(_values(b.column("hash"), np.uint64))
+            nodes.append(_values(col.indices, np.int32).astype(np.int64) + base[seen[key]])
     if not bands:
         return None
     return np.concatenate(bands), np.concatenate(hashes), np.concatenate(nodes), dicts, np.array(base + [total])
@@ -567,24 +575,24 @@ class _ExactFn(beam.DoFn):
         if sets.num_rows:
             yield beam.pvalue.TaggedOutput("sets", (key, _one(self._spill, sets)))
         yield beam.pvalue.TaggedOutput("survivors", (day, len(g.survivors)))
-        if bands.num_rows:  # spilled: one file, a run of batches per fine shard; else the table
+        if bands.num_rows:  # spilled: one file sorted by fine shard (path, fine shards, starts); else the table
             fine = band_shards(bands, FINE_BUCKETS)
             yield beam.pvalue.TaggedOutput(
-                "bands", (day, list(key_groups(bands, fine, self._spill)) if self._spill else bands))
+                "bands", (day, write_sorted(self._spill, bands, fine) if self._spill else bands))
 
 
 def _key_bands(element, survivors: dict, shards: int):
-    """(day, band rows of a fingerprint shard: [(fine shard, reference)] or a table) ->
+    """(day, band rows of a fingerprint shard: `write_sorted`'s (path, fine shards, bounds), or a table) ->
     (day/b<group>, rows) per bucket group of the day, its number from the day's survivors."""
     day, bands = element
     groups = bucket_shard_count(survivors[day], shards)
-    if isinstance(bands, list):  # spill references, fine shards ascending: merge each run
-        runs: dict[int, list] = {}
-        for fine, ref in bands:
-            runs.setdefault(int(coarse_shards(np.array([fine]), groups)[0]), []).append(ref)
-        for k, refs in runs.items():
-            yield f"{day}/b{k:04d}", SpillRef(refs[0].path, refs[0].first, sum(r.count for r in refs),
-                                              sum(r.rows for r in refs))
+    if isinstance(bands, tuple):  # a spill file sorted by fine shard: a row range per bucket group
+        path, fine, bounds = bands
+        k = coarse_shards(fine, groups)
+        first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])  # each group's first fine shard
+        for f, stop in zip(first, np.r_[first[1:], len(k)]):
+            start, end = int(bounds[f]), int(bounds[stop])
+            yield f"{day}/b{int(k[f]):04d}", SpillRef(path, 0, 1, end - start, start)
         return
     for k, piece in key_groups(bands, coarse_shards(band_shards(bands, FINE_BUCKETS), groups), None):
         yield f"{day}/b{k:04d}", compact_nodes(piece)  # through the runner's shuffle: its own survivors only

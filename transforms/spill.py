@@ -44,12 +44,33 @@ from apache_beam.io.filesystems import FileSystems
 
 
 class SpillRef(NamedTuple):
-    """Rows of one shuffle key in a spill file: record batches [first, first + count)."""
+    """Rows of one shuffle key in a spill file: record batches [first, first + count); with
+    `offset` >= 0, rows [offset, offset + rows) of batch `first` (count 1) only."""
 
     path: str
     first: int
     count: int
     rows: int
+    offset: int = -1
+
+
+def write_sorted(folder: str, table: pa.Table, keys: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """Write `table`'s rows sorted by `keys` (stable) as one record batch of a new IPC file;
+    returns (path, the distinct keys ascending, bounds: key i's rows are [bounds[i],
+    bounds[i + 1])): the rows of any run of keys are then one `SpillRef(path, 0, 1, rows,
+    offset)`, chosen after writing."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    distinct, starts = np.unique(sorted_keys, return_index=True)
+    batch = table.take(pa.array(order)).combine_chunks().to_batches()[0]
+    path = f"{folder.rstrip('/')}/{uuid.uuid4().hex}.arrow"
+    sink = _open_sink(path)
+    try:
+        with pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+    finally:
+        sink.close()
+    return path, distinct, np.append(starts, len(keys))
 
 
 def _is_local(path: str) -> bool:
@@ -125,7 +146,8 @@ def tables_of(items: Iterable) -> list[pa.Table]:
         by_file.setdefault(r.path, []).append(r)
     for path, rs in by_file.items():
         reader = _reader(path)
-        batches = [reader.get_batch(i) for r in rs for i in range(r.first, r.first + r.count)]
+        batches = [reader.get_batch(r.first).slice(r.offset, r.rows) if r.offset >= 0 else reader.get_batch(i)
+                   for r in rs for i in range(r.first, r.first + r.count)]
         tables.append(pa.Table.from_batches(batches, schema=reader.schema))
     return tables
 
