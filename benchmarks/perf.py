@@ -1,8 +1,8 @@
-"""End-to-end speed and memory benchmark of the pipeline, against a DuckDB baseline (issue 6).
+"""End-to-end speed and memory benchmark of the pipeline, against a DuckDB baseline (issue 6) and optionally PySpark.
 
-    .venv/bin/python benchmarks/perf.py 1000000 [--pipeline-args "--direct_num_workers=2 ..."]
+    .venv/bin/python benchmarks/perf.py 1000000 [--pipeline-args "--direct_num_workers=2 ..."] [--pyspark]
 
-For each N given, three steps on one generated feed:
+For each N given, three steps on one generated feed (four with --pyspark):
 
 1. Generate an update feed (JSONL, the format `newsevents run` reads) of N updates built from
    the real text in ../shared/data (RUWA titles and sub-headings, headlines.json titles,
@@ -43,6 +43,10 @@ For each N given, three steps on one generated feed:
    read_json, split text into blocks, canonical form (lower-case, runs of non letters/digits
    to one space, trim), hash, UTC day of published_at, group by (day, hash) keeping the
    earliest occurrence and a count, COPY to Parquet PARTITION_BY (event_date).
+
+4. With --pyspark only: the same job in PySpark on local[2] (benchmarks/spark_baseline.py:
+   DataFrame API, 8 shuffle partitions, 4 GB driver), timed end to end including the
+   SparkSession's start; needs the `bench` extra's pyspark and Java 17+.
 
 Prints a summary per N and one JSON line with the same figures (for BENCHMARKS.md); with
 several N, a final JSON line with the time ratios. Exit 1 when the pipeline fails or the
@@ -663,8 +667,19 @@ def bench(n: int, args, workdir: Path, pool_cache: dict) -> dict:
         seconds, rows = duckdb_baseline(feed, workdir / f"duckdb-n{n}")
         print(f"duckdb: {seconds:.2f} s, {rows:,} (day, fingerprint) rows written", flush=True)
         result.update(duckdb_s=round(seconds, 2), duckdb_rows=rows)
+    if args.pyspark:
+        from spark_baseline import pyspark_baseline  # beside this script; imports pyspark itself
+
+        seconds, rows = pyspark_baseline(feed, workdir / f"pyspark-n{n}")
+        print(f"pyspark: {seconds:.2f} s (local[2], SparkSession start included), {rows:,} "
+              f"(day, fingerprint) rows written", flush=True)
+        result.update(pyspark_s=round(seconds, 2), pyspark_rows=rows)
+        if "duckdb_rows" in result and result["duckdb_rows"] != rows:
+            print(f"warning: pyspark wrote {rows:,} rows, duckdb {result['duckdb_rows']:,}")
     if "pipeline_s" in result and "duckdb_s" in result:
         result["ratio"] = round(result["pipeline_s"] / result["duckdb_s"], 1)
+    if "pipeline_s" in result and "pyspark_s" in result:
+        result["pyspark_ratio"] = round(result["pipeline_s"] / result["pyspark_s"], 1)
     return {**result, "ok": ok}
 
 
@@ -675,7 +690,9 @@ def summary(r: dict) -> None:
 
     print("-- summary")
     print(f"N {r['n']:,}  blocks {r['blocks']:,}  feed {r['feed_mb']} MB  pipeline {f('pipeline_s', '{}', ' s')}  "
-          f"duckdb {f('duckdb_s', '{}', ' s')}  ratio {f('ratio', '{}')}  updates/s {f('updates_per_s')}")
+          f"duckdb {f('duckdb_s', '{}', ' s')}  ratio {f('ratio', '{}')}  updates/s {f('updates_per_s')}"
+          + (f"  pyspark {f('pyspark_s', '{}', ' s')}  pyspark_ratio {f('pyspark_ratio', '{}')}"
+             if "pyspark_s" in r else ""))
     print(f"peak RSS: max process {f('peak_rss_mb_max_process', '{}', ' MB')}, tree total "
           f"{f('peak_rss_mb_total', '{}', ' MB')} ({f('processes')} processes), ru_maxrss "
           f"{f('ru_maxrss_run_mb', '{}', ' MB')}; invariant {r.get('invariant', 'skipped')}")
@@ -698,6 +715,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the feed and outputs (a kept feed is reused)")
     ap.add_argument("--skip-pipeline", action="store_true", help="do not run the pipeline")
     ap.add_argument("--skip-duckdb", action="store_true", help="do not run the DuckDB baseline")
+    ap.add_argument("--pyspark", action="store_true",
+                    help="also run the baseline in PySpark on local[2] (needs pyspark and Java 17+)")
     ap.add_argument("--pipeline-args", default="",
                     help='extra arguments for newsevents run, e.g. "--direct_num_workers=2 '
                          '--direct_running_mode=multi_processing"')
@@ -715,6 +734,15 @@ def main(argv: list[str] | None = None) -> int:
             import psutil  # noqa: F401
         except ImportError:
             print("perf.py needs psutil to sample memory: .venv/bin/pip install psutil==7.2.2", file=sys.stderr)
+            return 2
+    if args.pyspark:
+        import importlib.util
+
+        if importlib.util.find_spec("pyspark") is None:
+            print("--pyspark needs pyspark: .venv/bin/pip install -c constraints.txt -e '.[bench]'", file=sys.stderr)
+            return 2
+        if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+            print("--pyspark needs a Java 17+ runtime: java on PATH or JAVA_HOME", file=sys.stderr)
             return 2
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="newsevents-perf-")) if created else args.workdir.resolve()
@@ -737,6 +765,8 @@ def main(argv: list[str] | None = None) -> int:
                 "pipeline_time_ratio": round(r["pipeline_s"] / base["pipeline_s"], 2),
                 **({"duckdb_time_ratio": round(r["duckdb_s"] / base["duckdb_s"], 2)}
                    if "duckdb_s" in r and "duckdb_s" in base else {}),
+                **({"pyspark_time_ratio": round(r["pyspark_s"] / base["pyspark_s"], 2)}
+                   if "pyspark_s" in r and "pyspark_s" in base else {}),
             } for r in results[1:]}
             print("-- scaling (target: time at 2M <= 2.2 x time at 1M)")
             print(json.dumps({"scaling": scaling}, separators=(",", ":")))
@@ -749,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
                     for name in (f"feed-n{n}-seed{args.seed}.jsonl", f"feed-n{n}-seed{args.seed}.json",
                                  f"pipeline-n{n}.log"):
                         (workdir / name).unlink(missing_ok=True)
-                    for name in (f"out-n{n}", f"duckdb-n{n}"):
+                    for name in (f"out-n{n}", f"duckdb-n{n}", f"pyspark-n{n}"):
                         shutil.rmtree(workdir / name, ignore_errors=True)
         else:
             print(f"kept: {workdir}")
