@@ -1,9 +1,10 @@
 """The same feed on the local runner, on Flink and on Spark, side by side in one run (issue 12).
 
-    .venv/bin/python benchmarks/engines.py 1000000 [--engines local,flink,spark] [--keep --workdir DIR]
+    .venv/bin/python benchmarks/engines.py 1000000 [--engines local,flink,spark] [--one-day] [--keep --workdir DIR]
 
-For each N: the update feed of benchmarks/perf.py (same generator, same seed), then one run
-per engine, one after the other on this machine:
+For each N: the update feed of benchmarks/perf.py (same generator, same seed; with --one-day
+the one-day feed of benchmarks/oneday.py, run with `--event-time published` so that the whole
+run is one event day), then one run per engine, one after the other on this machine:
 
 - local: `newsevents run` (Beam's DirectRunner, its defaults: spill on, one worker process per
   core from 32 MB of input);
@@ -39,14 +40,15 @@ MB = 1 << 20
 TABLES = ("events", "duplicates", "rejects", "quality")
 
 
-def command(engine: str, feed: Path, out: Path) -> tuple[list[str], dict]:
+def command(engine: str, feed: Path, out: Path, extra: list[str] = ()) -> tuple[list[str], dict]:
+    """The command line of one engine's run; `extra`: options for `newsevents run`."""
     env = {**os.environ, "PYTHON": sys.executable}
     if engine == "local":
-        return [sys.executable, "-m", "pipelines.cli", "run", "--input", str(feed), "--output", str(out)], env
+        return [sys.executable, "-m", "pipelines.cli", "run", "--input", str(feed), "--output", str(out), *extra], env
     if engine == "flink":
-        return ["bash", str(ROOT / "runners/flink.sh"), str(feed), str(out)], {**env, "FLINK_MASTER": "[local]"}
+        return ["bash", str(ROOT / "runners/flink.sh"), str(feed), str(out), *extra], {**env, "FLINK_MASTER": "[local]"}
     if engine == "spark":
-        return ["bash", str(ROOT / "runners/spark.sh"), str(feed), str(out)], {**env, "SPARK_MASTER": "local[2]"}
+        return ["bash", str(ROOT / "runners/spark.sh"), str(feed), str(out), *extra], {**env, "SPARK_MASTER": "local[2]"}
     raise ValueError(engine)
 
 
@@ -91,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep feeds and outputs (a kept feed is reused)")
     ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--one-day", action="store_true",
+                    help="the one-day feed of oneday.py (--event-time published: one event day)")
     args = ap.parse_args(argv)
+    extra = []
+    if args.one_day:
+        import oneday  # noqa: F401  (sets perf's generator to one UTC day)
+
+        extra = ["--event-time", "published"]
     engines = [e for e in args.engines.split(",") if e]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="newsevents-engines-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         for engine in engines:
             out = workdir / f"out-{engine}-n{n}"
             shutil.rmtree(out, ignore_errors=True)
-            cmd, env = command(engine, feed, out)
+            cmd, env = command(engine, feed, out, extra)
             r = timed(cmd, env, workdir / f"{engine}-n{n}.log")
             r.update(engine=engine, n=n, cmd=" ".join(cmd))
             if r["rc"] != 0:

@@ -1,22 +1,23 @@
-"""One-day feeds: the day dedup spread by key, and the code before it, side by side (issue 13)
+"""One-day feeds: the day dedup of this checkout, optionally beside an older checkout's (issue 13)
 
-    .venv/bin/python benchmarks/oneday.py 250000 1000000 [--vs DIR] [--workdir DIR --keep]
+    .venv/bin/python benchmarks/oneday.py 250000 1000000 2000000 [--vs DIR] [--workdir DIR --keep]
                                           [--pipeline-args "..."] [--profile]
 
 For each N: the update feed of `benchmarks/perf.py` (same generator, same real text, same
 re-scrapes and edited copies), squeezed into one UTC day: articles start within 8 hours of
 2022-03-01T00:00Z and their updates, re-scrapes and copies follow within minutes to hours
 (all before the day ends). The pipeline runs as `newsevents run --event-time published`, so
-every block lands on 2022-03-01: the whole run is one event day. With `--vs DIR` (a checkout
-of older code, e.g. `git worktree add --detach /tmp/before 3d0dc04`, the whole-day step) each
-N runs first with that code, then with this one, on the same feed, so that both see the same
-machine load, and their outputs are compared (same event ids, same duplicates count; the
-code before followed the whole-day LSH rule, this one the keyed rule of `near_duplicates`,
-so borderline pairs may differ). Printed per N and run: wall time, the largest process (peak
-RSS, sampled with VmHWM as in perf.py), CPU time of the process tree / wall (2.0 = both
-cores busy all the time), and the invariant check of perf.py. A final line gives this code's
-ratios to the first N (goals: largest process within 1.3x, time linear in N, CPU/wall >= 1.6).
-`--profile` runs this code in one process under cProfile instead.
+every block lands on 2022-03-01: the whole run is one event day. With `--vs DIR` each N runs
+first with the pipeline of the checkout in DIR (for example a worktree of the commit before
+the spread day dedup, whose batch step held the whole day in one group), then with this
+checkout, one after the other on the same feed, so that both see the same machine load; the
+outputs are compared (same event ids, same duplicates count; the older step followed the
+whole-day LSH rule of `near_duplicates`, this one the keyed rule, so borderline pairs may
+differ). Printed per N and step: wall time, the largest process (peak RSS, sampled with VmHWM
+as in perf.py), CPU time of the process tree / wall (2.0 = both cores busy all the time), and
+the invariant check of perf.py. A final line per step gives the ratios to the first N (goals:
+largest process within 1.3x, time linear in N, CPU/wall >= 1.6). `--profile` runs each N in
+one process under cProfile instead and prints the top functions.
 """
 from __future__ import annotations
 
