@@ -174,9 +174,26 @@ def test_plain_chain_equals_whole_day_on_the_labelled_set():
     assert n_days > 10 and near_rows > 100
 
 
+def whole_day_calls(monkeypatch) -> list:
+    """Counts the days `DedupDaySpread` computes in one `dedup_day` call (a day that is one
+    group) instead of spreading them (in-process runs)."""
+    calls = []
+    real = dedup_spread.dedup_day
+
+    def counted(day, table, near):
+        calls.append(day)
+        return real(day, table, near)
+
+    monkeypatch.setattr(dedup_spread, "dedup_day", counted)
+    return calls
+
+
 @pytest.mark.parametrize("spilled", [True, False], ids=["spill", "runner-shuffle"])
-@pytest.mark.parametrize("per_group", [2000, 16], ids=["a-bucket-group-a-day", "many-bucket-groups"])
+@pytest.mark.parametrize("per_group", [2000, 16], ids=["small-days", "many-bucket-groups"])
 def test_beam_composite_equals_whole_day(tmp_path, spilled, per_group, monkeypatch):
+    """Spilled small days are one group each, computed in one call; through a runner's
+    shuffle every shard stays a group, and with small ROWS_PER_SHARD the spilled days are
+    spread too: the same rows either way."""
     t1, t2 = mixed(1, 250), mixed(4, 150)
     # the second table's rows move to the next day; the composite sees both days at once
     shifted = t2.set_column(t2.schema.get_field_index("event_time"), "event_time",
@@ -189,6 +206,7 @@ def test_beam_composite_equals_whole_day(tmp_path, spilled, per_group, monkeypat
         assert [dedup_spread.day_shard_count(t.num_rows, 3) for t in (t1, t2)] == [3, 2], (t1.num_rows, t2.num_rows)
     groups = dedup_spread.bucket_shard_count(len(exact_groups(t2).survivors), 3)
     assert (groups == 1) if per_group == 2000 else (groups >= 5)
+    calls = whole_day_calls(monkeypatch)
 
     def check(parts):
         got = {}
@@ -207,6 +225,8 @@ def test_beam_composite_equals_whole_day(tmp_path, spilled, per_group, monkeypat
         checked = (parts | beam.WindowInto(GlobalWindows()) | beam.combiners.ToList() | beam.Map(check))
         assert_that(checked, equal_to([True]))
     assert spilled == (tmp_path / "spill").is_dir()
+    # spilled small days: each day in one call; otherwise spread (no call)
+    assert sorted(d.isoformat() for d in calls) == (sorted(days) if spilled and per_group == 2000 else [])
 
 
 def _feed(path, rows):
@@ -241,7 +261,14 @@ def whole_day_step(monkeypatch) -> list:
     return built
 
 
-def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rows_per_shard", [None, 15], ids=["a-group-a-day", "days-spread"])
+def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path, monkeypatch, rows_per_shard):
+    """Real runs, one-shot and incremental, against the whole-day composite: with the default
+    ROWS_PER_SHARD these small days are one group each (one `dedup_day` call); with 15, each
+    day of ~40 rows is spread over 3 fingerprint groups and the LSH bucket groups."""
+    if rows_per_shard is not None:
+        monkeypatch.setattr(dedup_spread, "ROWS_PER_SHARD", rows_per_shard)
+    calls = whole_day_calls(monkeypatch)
     rng = np.random.default_rng(5)
     words = [f"w{i}" for i in range(500)]
     texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 20)))) for _ in range(60)]
@@ -265,6 +292,8 @@ def test_whole_runs_and_incremental_runs_equal_the_whole_day_step(tmp_path, monk
         run_pipeline([f1], tmp_path / f"inc-{step}", *common)
         run_pipeline([f2], tmp_path / f"inc-{step}", *common)
         assert len(built) == (3 if step == "whole" else 0)
+        if step == "spread":  # 3 days one-shot; incremental: 2, then 3 (f2's articles have rows on day 1 too)
+            assert len(calls) == (0 if rows_per_shard else 8), calls
     want = _tables(tmp_path / "once-whole")
     assert want["duplicates"] and any(r[4] == "near" for r in want["duplicates"])
     assert _tables(tmp_path / "once-spread") == want

@@ -59,7 +59,7 @@ from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
-from transforms.dedup import PRIORITY, NearDetector
+from transforms.dedup import PRIORITY, NearDetector, dedup_day
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, in_runs,
                                 pair_codes, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
@@ -565,6 +565,9 @@ class _ExactFn(beam.DoFn):
             table = tables[0] if tables else None
         if table is None:
             return
+        if n == 1:  # the whole day is this group (a day of at most ROWS_PER_SHARD rows): one call
+            yield from self._whole_day(day, shard, table)
+            return
         yield key, _one(self._spill, table)
         if self._near is None or not table.num_rows:
             return
@@ -579,6 +582,19 @@ class _ExactFn(beam.DoFn):
             fine = band_shards(bands, FINE_BUCKETS)
             yield beam.pvalue.TaggedOutput(
                 "bands", (day, write_sorted(self._spill, bands, fine) if self._spill else bands))
+
+
+    def _whole_day(self, day: str, shard: int, table: pa.Table):
+        """A day that is one group: `dedup_day` with the same keyed rule gives the rows the
+        spread chain would (tests/test_dedup_spread.py), without its shuffles and spill files;
+        the pieces go straight to the day's writer (`built`). Measured on the 28-day 1M feed,
+        whose 461 event days are mostly small (BENCHMARKS.md)."""
+        out = dedup_day(dt.date.fromisoformat(day), table, self._near)
+        yield beam.pvalue.TaggedOutput("built", (day, ("quality", shard, out["quality"])))
+        for name in ("events", "duplicates"):
+            yield beam.pvalue.TaggedOutput("built", (day, (name, shard, _one(self._spill, out[name]))))
+        if self._prior is not None:
+            yield beam.pvalue.TaggedOutput("built", (day, (OCCURRENCES, shard, _one(self._spill, table))))
 
 
 def _key_bands(element, survivors: dict, shards: int):
@@ -729,7 +745,7 @@ class DedupDaySpread(beam.PTransform):
             shards = self._shards
             groups = groups | "Shards" >> beam.MapTuple(lambda key, items: (key, (shards, items)))
         exact = groups | "Exact" >> beam.ParDo(_ExactFn(near, self._shards, spill, self._prior), **side) \
-            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "survivors", "index", main="rows")
+            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "survivors", "index", "built", main="rows")
         joined = {"rows": exact.rows}
         if near is not None:
             survivors = exact.survivors | "DaySurvivors" >> beam.CombinePerKey(sum)
@@ -743,9 +759,11 @@ class DedupDaySpread(beam.PTransform):
                     | "JoinRequests" >> beam.CoGroupByKey()
                     | "RepSets" >> beam.FlatMap(_rep_sets, spill))
             joined.update(assign=clusters.assign, sets=exact.sets, reps=reps)
-        parts = (joined
+        built = (joined
                  | "JoinAssignments" >> beam.CoGroupByKey()
-                 | "Build" >> beam.ParDo(_BuildFn(spill, incremental))
+                 | "Build" >> beam.ParDo(_BuildFn(spill, incremental)))
+        parts = ((built, exact.built)
+                 | "DayPieces" >> beam.Flatten()
                  | "GroupDayPieces" >> beam.GroupByKey()
                  | "WriteDays" >> beam.ParDo(_DayFn(self._stager, incremental)))
         if self._exclusions is None:
