@@ -34,6 +34,11 @@ survivors it refers to). The day-keyed groups hold stars (ids, counts and priori
 of the clustered survivors) and references to pieces only; bucket groups are
 `bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
 
+A day that is one group anyway (spilled runs coalesce a day of at most ROWS_PER_SHARD rows
+into one, `coalesce`) is deduplicated there in one `dedup_day` call, which gives the same
+rows with the same keyed rule, and skips the bucket, cluster and join shuffles: a run of many
+small days is not slowed by them.
+
 This is the day dedup of batch runs. A streaming window keeps `DedupDay` (the day whole): a
 later pane must replace the day's rows, which a chain of shuffles cannot promise pane by
 pane. (The live stream commits each pane with a batch run, so its days are spread too.)
