@@ -542,8 +542,14 @@ class _ExactFn(beam.DoFn):
     survivors' shingle sets on `sets` (same key), band rows keyed (day/b<band shard>) on
     `bands`, index rows on `index`."""
 
-    def __init__(self, near: NearDetector | None, shards: int, spill: str | None, prior):
+    def __init__(self, near: NearDetector | None, shards: int, spill: str | None, prior, stager=None):
         self._near, self._shards, self._spill, self._prior = near, shards, spill, prior
+        self._stager = stager
+
+    def setup(self):
+        if self._stager is not None:
+            self._stager.setup()
+        self._counters = _counters()
 
     def process(self, element, exclusions=None):
         key, (n, items) = element
@@ -571,7 +577,8 @@ class _ExactFn(beam.DoFn):
         if table is None:
             return
         if n == 1:  # the whole day is this group (a day of at most ROWS_PER_SHARD rows): one call
-            yield from self._whole_day(day, shard, table)
+            for part in self._whole_day(day, shard, table, 0):  # bounded input: one pane
+                yield beam.pvalue.TaggedOutput("parts", part)
             return
         yield key, _one(self._spill, table)
         if self._near is None or not table.num_rows:
@@ -589,17 +596,17 @@ class _ExactFn(beam.DoFn):
                 "bands", (day, write_sorted(self._spill, bands, fine) if self._spill else bands))
 
 
-    def _whole_day(self, day: str, shard: int, table: pa.Table):
+    def _whole_day(self, day: str, shard: int, table: pa.Table, pane_index: int):
         """A day that is one group: `dedup_day` with the same keyed rule gives the rows the
-        spread chain would (tests/test_dedup_spread.py), without its shuffles and spill files;
-        the pieces go straight to the day's writer (`built`). Measured on the 28-day 1M feed,
-        whose 461 event days are mostly small (BENCHMARKS.md)."""
+        spread chain would (tests/test_dedup_spread.py), without its shuffles and spill files,
+        and the day's files are written here. Measured on the 28-day 1M feed, whose 461 event
+        days are mostly small (BENCHMARKS.md)."""
         out = dedup_day(dt.date.fromisoformat(day), table, self._near)
-        yield beam.pvalue.TaggedOutput("built", (day, ("quality", shard, out["quality"])))
-        for name in ("events", "duplicates"):
-            yield beam.pvalue.TaggedOutput("built", (day, (name, shard, _one(self._spill, out[name]))))
+        items = [("quality", shard, out["quality"]), ("events", shard, out["events"]),
+                 ("duplicates", shard, out["duplicates"])]
         if self._prior is not None:
-            yield beam.pvalue.TaggedOutput("built", (day, (OCCURRENCES, shard, _one(self._spill, table))))
+            items.append((OCCURRENCES, shard, table))
+        yield from _day_parts(self._stager, self._counters, self._prior is not None, day, items, pane_index)
 
 
 def _key_bands(element, survivors: dict, shards: int):
@@ -677,9 +684,39 @@ class _BuildFn(beam.DoFn):
             yield day, (OCCURRENCES, shard, _one(self._spill, table))
 
 
+def _counters() -> dict:
+    return {name: Metrics.counter("newsevents", name)
+            for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
+
+
+def _day_parts(stager, counters: dict, occurrences: bool, day_str: str, items, pane_index: int):
+    """[(table name, shard, piece)] of one day -> the day's `Part`s (or `Staged` records): one
+    table per name, pieces in shard order, written piece by piece with a stager; counters
+    incremented once per day (first pane)."""
+    day = dt.date.fromisoformat(day_str)
+    by_name: dict[str, list] = {}
+    for name, shard, piece in items:
+        by_name.setdefault(name, []).append((shard, piece))
+    q = sum_quality([t for _, t in by_name.pop("quality", [])])
+    if pane_index == 0:
+        (row,) = q.to_pylist()
+        for name, col in (("blocks", "blocks_read"), ("events", "events_written"),
+                          ("exact_duplicates", "exact_duplicates"), ("near_duplicates", "near_duplicates"),
+                          ("redelivered", "redelivered")):
+            counters[name].inc(row[col])
+    yield Part("quality", day, q, pane_index)
+    names = ["events", "duplicates"] + ([OCCURRENCES] if occurrences else [])
+    for name in names:
+        pieces = [p for _, p in sorted(by_name.get(name, []), key=lambda x: x[0])]
+        if stager is not None:
+            yield stager.write_pieces(name, day, (t for p in pieces for t in tables_of([p])), pane_index)
+        else:
+            t = _table(pieces)
+            yield Part(name, day, t if t is not None else _empty(name, pieces), pane_index)
+
+
 class _DayFn(beam.DoFn):
-    """(day, [(table name, shard, piece)]) -> the day's `Part`s (or `Staged` records): one
-    table per name, pieces in shard order, written piece by piece with a stager."""
+    """(day, [(table name, shard, piece)]) -> the day's `Part`s (or `Staged` records), `_day_parts`."""
 
     def __init__(self, stager, occurrences: bool):
         self._stager, self._occurrences = stager, occurrences
@@ -687,31 +724,11 @@ class _DayFn(beam.DoFn):
     def setup(self):
         if self._stager is not None:
             self._stager.setup()
-        self._counters = {name: Metrics.counter("newsevents", name)
-                          for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
+        self._counters = _counters()
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam):
         day_str, items = element
-        day = dt.date.fromisoformat(day_str)
-        by_name: dict[str, list] = {}
-        for name, shard, piece in items:
-            by_name.setdefault(name, []).append((shard, piece))
-        q = sum_quality([t for _, t in by_name.pop("quality", [])])
-        if pane.index == 0:
-            (row,) = q.to_pylist()
-            for name, col in (("blocks", "blocks_read"), ("events", "events_written"),
-                              ("exact_duplicates", "exact_duplicates"), ("near_duplicates", "near_duplicates"),
-                              ("redelivered", "redelivered")):
-                self._counters[name].inc(row[col])
-        yield Part("quality", day, q, pane.index)
-        names = ["events", "duplicates"] + ([OCCURRENCES] if self._occurrences else [])
-        for name in names:
-            pieces = [p for _, p in sorted(by_name.get(name, []), key=lambda x: x[0])]
-            if self._stager is not None:
-                yield self._stager.write_pieces(name, day, (t for p in pieces for t in tables_of([p])), pane.index)
-            else:
-                t = _table(pieces)
-                yield Part(name, day, t if t is not None else _empty(name, pieces), pane.index)
+        yield from _day_parts(self._stager, self._counters, self._occurrences, day_str, items, pane.index)
 
 
 def _empty(name: str, pieces) -> pa.Table:
@@ -749,8 +766,8 @@ class DedupDaySpread(beam.PTransform):
         else:  # tables: regrouping would bring a day together; every shard stays a group
             shards = self._shards
             groups = groups | "Shards" >> beam.MapTuple(lambda key, items: (key, (shards, items)))
-        exact = groups | "Exact" >> beam.ParDo(_ExactFn(near, self._shards, spill, self._prior), **side) \
-            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "survivors", "index", "built", main="rows")
+        exact = groups | "Exact" >> beam.ParDo(_ExactFn(near, self._shards, spill, self._prior, self._stager), **side) \
+            .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "survivors", "index", "parts", main="rows")
         joined = {"rows": exact.rows}
         if near is not None:
             survivors = exact.survivors | "DaySurvivors" >> beam.CombinePerKey(sum)
@@ -764,13 +781,12 @@ class DedupDaySpread(beam.PTransform):
                     | "JoinRequests" >> beam.CoGroupByKey()
                     | "RepSets" >> beam.FlatMap(_rep_sets, spill))
             joined.update(assign=clusters.assign, sets=exact.sets, reps=reps)
-        built = (joined
-                 | "JoinAssignments" >> beam.CoGroupByKey()
-                 | "Build" >> beam.ParDo(_BuildFn(spill, incremental)))
-        parts = ((built, exact.built)
-                 | "DayPieces" >> beam.Flatten()
-                 | "GroupDayPieces" >> beam.GroupByKey()
-                 | "WriteDays" >> beam.ParDo(_DayFn(self._stager, incremental)))
+        spread = (joined
+                  | "JoinAssignments" >> beam.CoGroupByKey()
+                  | "Build" >> beam.ParDo(_BuildFn(spill, incremental))
+                  | "GroupDayPieces" >> beam.GroupByKey()
+                  | "WriteDays" >> beam.ParDo(_DayFn(self._stager, incremental)))
+        parts = (spread, exact.parts) | "DayParts" >> beam.Flatten()
         if self._exclusions is None:
             return parts
         return {"parts": parts, "index": exact.index}

@@ -84,6 +84,8 @@ def day_keys(table: pa.Table) -> np.ndarray:
 def day_shard_keys(table: pa.Table, shards: int) -> np.ndarray:
     """Each row's `day/shard` key: the UTC day of `event_time` and the shard of its
     fingerprint (`day_of` gives the day back). All rows of a fingerprint on a day share a key."""
+    if not table.num_rows:  # numpy's zfill fails on an empty array
+        return np.zeros(0, dtype=str)
     shard = np.char.zfill(fingerprint_shards(table.column("fingerprint"), shards).astype(str), 4)
     return np.char.add(np.char.add(day_keys(table).astype(str), "/"), shard)
 
