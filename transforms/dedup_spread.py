@@ -1,8 +1,9 @@
 """DedupDaySpread: the day's exact and near-duplicate search spread by key (no group holds a day).
 
-Input: `WindowByDay(..., shards=S)`'s groups, `("YYYY-MM-DD/NNNN", [tables])` per day window:
-the rows of one fingerprint shard of one day (kept rows and `is_dup` repeats, from
-`DedupSnapshots`). Output: what `transforms.dedup.DedupDay` gives (a `Part` or `Staged` record
+Input: `WindowByDay(..., shards=S)`'s groups, per day window: without spill
+`("YYYY-MM-DD/NNNN", [tables])`, the rows of one fingerprint shard of one day (kept rows and
+`is_dup` repeats, from `DedupSnapshots`); with spill `("YYYY-MM-DD", [[(shard, reference)]])`,
+the day's references, regrouped here (`coalesce`). Output: what `transforms.dedup.DedupDay` gives (a `Part` or `Staged` record
 per table of each day; index rows on `index` in incremental runs).
 
 Rules (the same as `transforms.dedup.dedup_day`, the whole day in one call): among the kept
@@ -537,6 +538,12 @@ def coalesce(day: str, shard_items, shards: int):
         yield f"{day}/{j:04d}", (n, merged[j])
 
 
+def _coalesce_lists(element, shards: int):
+    """(day, [[(shard, reference)]]) (WindowByDay's groups with spill) -> `coalesce`'s groups."""
+    day, lists = element
+    return coalesce(day, [(s, [r]) for lst in lists for s, r in lst], shards)
+
+
 class _ExactFn(beam.DoFn):
     """(day/j, (n, items)) -> the group's rows (for Build) under the same key, its
     survivors' shingle sets on `sets` (same key), band rows keyed (day/b<band shard>) on
@@ -757,11 +764,9 @@ class DedupDaySpread(beam.PTransform):
         near, spill = self._near, self._spill
         incremental = self._prior is not None
         side = {} if self._exclusions is None else {"exclusions": beam.pvalue.AsMultiMap(self._exclusions)}
-        if spill:  # references only: the shards of a small day become fewer groups
+        if spill:  # (day, [[(shard, reference)]]): the shards of a small day become fewer groups
             groups = (groups
-                      | "ShardsOfDay" >> beam.MapTuple(lambda key, items: (day_of(key), (int(key[11:]), items)))
-                      | "GroupShardsOfDay" >> beam.GroupByKey()
-                      | "Coalesce" >> beam.FlatMap(lambda kv, shards: coalesce(kv[0], kv[1], shards), self._shards)
+                      | "Coalesce" >> beam.FlatMap(_coalesce_lists, self._shards)
                       | "Spread" >> beam.Reshuffle())
         else:  # tables: regrouping would bring a day together; every shard stays a group
             shards = self._shards

@@ -152,9 +152,10 @@ def tables_of(items: Iterable) -> list[pa.Table]:
     return tables
 
 
-def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None):
+def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, bundle=None):
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    return key_groups(table, keys(table), folder)
+    pairs = key_groups(table, keys(table), folder)
+    return bundle(list(pairs)) if bundle is not None else pairs
 
 
 class GroupTables(beam.PTransform):
@@ -168,6 +169,10 @@ class GroupTables(beam.PTransform):
     meet, so no Flatten holds whole tables. The list holds one table per input table or spill
     file; rows of one key keep their order within each. Windows are the input's: grouping is
     per key and window, as GroupByKey's.
+
+    `bundle`, when given, turns one input table's list of `(key, rows)` into the elements that
+    are grouped instead (for example one element per day holding the day's shards of that
+    table: fewer elements through the runner's shuffle).
 
     `between`, when given, is a PTransform applied to the keyed `(key, rows)` elements before
     they are grouped (rows: a table or a spill reference; `tables_of` reads either). It returns
@@ -183,14 +188,15 @@ class GroupTables(beam.PTransform):
     """
 
     def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None,
-                 between: beam.PTransform | None = None, present=None, references: bool = False):
+                 between: beam.PTransform | None = None, present=None, references: bool = False,
+                 bundle: Callable[[list], Iterable] | None = None):
         super().__init__()
         self._keys, self._spill, self._between, self._present = keys, spill, between, present
-        self._references = references
+        self._references, self._bundle = references, bundle
 
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill)
+        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._bundle)
                  for i, pcoll in enumerate(inputs)]
         rows = keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0]
         beside = None
