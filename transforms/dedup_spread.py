@@ -513,8 +513,11 @@ def _table(items) -> pa.Table | None:
 
 # Rows a fingerprint shard of a day aims at: a day of fewer rows than `shards` times this is
 # spread over fewer shards (`coalesce`), so a run of many small days is not days x shards
-# near-empty groups. (16 MB of input, the snapshot shards' measure, is ~50k blocks.)
-ROWS_PER_SHARD = 50_000
+# near-empty groups, and a day of at most this many rows is one group and one `dedup_day`
+# call. Measured on the 28-day 1M feed (days of up to 74k rows, BENCHMARKS.md): 50,000 spread
+# its 29 big days over 2 groups each, 99.2 s; 100,000 computes each in one call, 77.2 s, with
+# the largest process at 0.77 GB (spreading a day costs about twice the CPU of one call).
+ROWS_PER_SHARD = 100_000
 
 
 def day_shard_count(rows: int, shards: int) -> int:
