@@ -287,6 +287,21 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
     return {"events": events, "duplicates": dups.take(dup_order), "quality": quality}
 
 
+def day_counters() -> dict:
+    """The day steps' Beam counters (namespace `newsevents`), by name."""
+    return {name: Metrics.counter("newsevents", name)
+            for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
+
+
+def prior_rows(prior, day: str, fresh: pa.Table | None, exclusions=None) -> pa.Table | None:
+    """The day's earlier rows to recompute it with (a `PriorDays`), without the rows of the
+    articles this run re-processes: those in `fresh` and in the `exclusions` side input."""
+    exclude = set(a for lst in (exclusions[day] if exclusions is not None else []) for a in lst)
+    if fresh is not None:
+        exclude |= set(fresh.column("article_id").to_pylist())
+    return prior.untouched(day, exclude)
+
+
 class _DedupDayFn(beam.DoFn):
     def __init__(self, near: NearFn | None, prior, stager=None):
         self._near, self._prior, self._stager = near, prior, stager
@@ -294,8 +309,7 @@ class _DedupDayFn(beam.DoFn):
     def setup(self):
         if self._stager is not None:
             self._stager.setup()
-        self._counters = {name: Metrics.counter("newsevents", name)
-                          for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
+        self._counters = day_counters()
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam, exclusions=None):
         day_str, tables = element
@@ -304,10 +318,7 @@ class _DedupDayFn(beam.DoFn):
         fresh = concat(parts) if parts else None
         table = fresh
         if self._prior is not None:
-            exclude = set(a for lst in (exclusions[day_str] if exclusions is not None else []) for a in lst)
-            if fresh is not None:
-                exclude |= set(fresh.column("article_id").to_pylist())
-            old = self._prior.untouched(day_str, exclude)
+            old = prior_rows(self._prior, day_str, fresh, exclusions)
             pieces = [x for x in (fresh, old) if x is not None]
             table = concat_as_first(pieces) if pieces else None
         if table is None:

@@ -61,11 +61,10 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
-from transforms.dedup import PRIORITY, NearDetector, dedup_day
+from transforms.dedup import PRIORITY, NearDetector, day_counters, dedup_day, prior_rows
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, in_runs,
                                 pair_codes, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
@@ -559,7 +558,7 @@ class _ExactFn(beam.DoFn):
     def setup(self):
         if self._stager is not None:
             self._stager.setup()
-        self._counters = _counters()
+        self._counters = day_counters()
 
     def process(self, element, exclusions=None):
         key, (n, items) = element
@@ -570,10 +569,7 @@ class _ExactFn(beam.DoFn):
         fresh = concat_as_first(parts) if parts else None
         table = fresh
         if self._prior is not None:
-            exclude = set(a for lst in (exclusions[day] if exclusions is not None else []) for a in lst)
-            if fresh is not None:
-                exclude |= set(fresh.column("article_id").to_pylist())
-            old = self._prior.untouched(day, exclude)
+            old = prior_rows(self._prior, day, fresh, exclusions)
             if old is not None and old.num_rows:
                 fine = fingerprint_shards(old.column("fingerprint"), self._shards)
                 old = old.filter(pa.array(fine * n // self._shards == shard))
@@ -694,11 +690,6 @@ class _BuildFn(beam.DoFn):
             yield day, (OCCURRENCES, shard, _one(self._spill, table))
 
 
-def _counters() -> dict:
-    return {name: Metrics.counter("newsevents", name)
-            for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
-
-
 def _day_parts(stager, counters: dict, occurrences: bool, day_str: str, items, pane_index: int):
     """[(table name, shard, piece)] of one day -> the day's `Part`s (or `Staged` records): one
     table per name, pieces in shard order, written piece by piece with a stager; counters
@@ -734,7 +725,7 @@ class _DayFn(beam.DoFn):
     def setup(self):
         if self._stager is not None:
             self._stager.setup()
-        self._counters = _counters()
+        self._counters = day_counters()
 
     def process(self, element, pane=beam.DoFn.PaneInfoParam):
         day_str, items = element

@@ -393,6 +393,20 @@ def in_runs(same: np.ndarray) -> np.ndarray:
     return np.flatnonzero(in_run)
 
 
+def _runs(same: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """`same[i]`: sorted item i + 1 equals item i -> (`pos`, the positions of the items in runs
+    of two or more (`in_runs`); `left`, for each, how many items of its run follow it; the
+    longest run's length)."""
+    pos = in_runs(same)
+    new_run = np.ones(len(pos), bool)
+    new_run[1:] = ~same[pos[1:] - 1]
+    run_id = np.cumsum(new_run) - 1
+    run_start = np.flatnonzero(new_run)
+    run_len = np.diff(np.append(run_start, len(pos)))
+    left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
+    return pos, left, int(run_len.max())
+
+
 def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions (p, q), p < q, of members of the same bucket: `bucket` holds one bucket label
     per member, sorted, with the members of a bucket in keep-priority order; each member is
@@ -405,15 +419,9 @@ def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.nd
     same = bucket[1:] == bucket[:-1]
     if not same.any():
         return empty
-    pos = in_runs(same)
-    new_run = np.ones(len(pos), bool)
-    new_run[1:] = ~same[pos[1:] - 1]
-    run_id = np.cumsum(new_run) - 1
-    run_start = np.flatnonzero(new_run)
-    run_len = np.diff(np.append(run_start, len(pos)))
-    left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
+    pos, left, longest = _runs(same)
     ps, qs = [], []
-    for d in range(1, min(neighbours, int(run_len.max()) - 1) + 1):
+    for d in range(1, min(neighbours, longest - 1) + 1):
         sel = np.flatnonzero(left >= d)
         if not len(sel):
             break
@@ -486,15 +494,9 @@ def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.nd
         same = hk[1:] == hk[:-1]
         if not same.any():
             continue
-        pos = in_runs(same)
+        pos, left, longest = _runs(same)
         members = (key[pos] & low).astype(np.int64)
-        new_run = np.ones(len(pos), bool)
-        new_run[1:] = ~same[pos[1:] - 1]
-        run_id = np.cumsum(new_run) - 1
-        run_start = np.flatnonzero(new_run)
-        run_len = np.diff(np.append(run_start, len(pos)))
-        left = run_len[run_id] - 1 - (np.arange(len(pos)) - run_start[run_id])
-        for d in range(1, min(neighbours, int(run_len.max()) - 1) + 1):
+        for d in range(1, min(neighbours, longest - 1) + 1):
             sel = np.flatnonzero(left >= d)
             if not len(sel):
                 break
