@@ -41,8 +41,8 @@ from transforms.spill import remove as remove_spill
 from transforms.split import SplitEvents
 from transforms.common import filesystem_options
 from transforms.sink import migrate, recover
-from transforms.state import LoadPriorState, PriorDays, UpdateIndex
-from transforms.windowing import LATE, ResolveEventTime, WindowByDay, parse_duration
+from transforms.state import OCCURRENCE_SCHEMA, LoadPriorState, PriorDays, UpdateIndex
+from transforms.windowing import LATE, ResolveEventTime, WindowByDay, day_marker, days_of, parse_duration
 
 
 class UsageError(Exception):
@@ -260,7 +260,17 @@ def build(p: beam.Pipeline, options: PipelineOptions, plan: Plan | None = None) 
     # a batch run spreads each day over (day, fingerprint shard) and (day, LSH bucket shard)
     # groups; a streaming window's pane is deduplicated whole, so that a later pane replaces it
     shards = 0 if streaming else plan.day_shards
-    windowed = timed | "WindowByDay" >> WindowByDay(plan.lateness, streaming, plan.spill, recompute=state["recompute"],
+    recompute = state["recompute"]
+    if shards and not plan.spill:
+        # without spill files each fingerprint shard of a day is a group of its own, and a
+        # group exists only where rows land: every shard of a day with new rows must exist, to
+        # read its share of the day's earlier rows (with spill files `coalesce` sees the day)
+        new_days = (timed
+                    | "DaysWithRows" >> beam.FlatMap(days_of)
+                    | "DistinctDays" >> beam.Distinct()
+                    | "NewDayMarkers" >> beam.Map(day_marker, OCCURRENCE_SCHEMA))
+        recompute = (recompute, new_days) | "RecomputeOrNewDays" >> beam.Flatten()
+    windowed = timed | "WindowByDay" >> WindowByDay(plan.lateness, streaming, plan.spill, recompute=recompute,
                                                     shards=shards)
     prior, stager = PriorDays(root, fs_options), Stager(root, plan.token, fs_options)
     if streaming:

@@ -313,3 +313,32 @@ def test_coalesce_puts_a_small_day_in_fewer_groups_and_a_fingerprint_in_one():
         "2022-02-20/0000": (3, 3), "2022-02-20/0001": (3, 0), "2022-02-20/0002": (3, 0)}
     full = dict(coalesce("2022-02-20", [(s, [ref(ROWS_PER_SHARD)]) for s in range(8)], 8))
     assert {k: (n, len(items)) for k, (n, items) in full.items()} == {f"2022-02-20/{s:04d}": (8, 1) for s in range(8)}
+
+
+@pytest.mark.parametrize("spill", ["on", "off"], ids=["spill-files", "runner-shuffle"])
+def test_new_articles_on_a_day_with_earlier_rows_keep_the_earlier_rows(tmp_path, monkeypatch, spill):
+    """An incremental run whose new articles land on a day that already has rows: every
+    fingerprint group of the day, also one without new rows, must read its share of the
+    earlier rows (the day's files are replaced). With spill files the day is spread over 4
+    groups here, of which the 2 new rows reach at most 2; through the runner's shuffle over
+    every shard (16)."""
+    monkeypatch.setattr(dedup_spread, "day_shard_count", lambda rows, shards: min(shards, 4))
+    rng = np.random.default_rng(11)
+    words = [f"w{i}" for i in range(400)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 16)))) for _ in range(40)]
+    old = [{"article_id": f"a{i % 9}", "text": t, "source": "s",
+            "published_at": f"2024-03-01T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"} for i, t in enumerate(texts)]
+    old += [{"article_id": f"c{i}", "text": texts[i] + " (AP)", "source": "t",
+             "published_at": "2024-03-01T21:00:00+00:00"} for i in range(0, 40, 4)]
+    new = [{"article_id": "b0", "text": texts[3], "source": "u", "published_at": "2024-03-01T23:00:00+00:00"},
+           {"article_id": "b1", "text": "an entirely new paragraph about the harbour", "source": "u",
+            "published_at": "2024-03-01T23:30:00+00:00"}]
+    f1, f2 = _feed(tmp_path / "old.jsonl", old), _feed(tmp_path / "new.jsonl", new)
+    common = ["--event-time", "published", "--spill", spill]
+    run_pipeline([f1, f2], tmp_path / "once", *common)
+    run_pipeline([f1], tmp_path / "inc", *common)
+    run_pipeline([f2], tmp_path / "inc", *common)
+    want = _tables(tmp_path / "once")
+    assert len(want["events"]) + len(want["duplicates"]) == len(old) + len(new)
+    assert any(r[4] == "near" for r in want["duplicates"]) and any(r[1] == "b0" for r in want["duplicates"])
+    assert _tables(tmp_path / "inc") == want

@@ -514,8 +514,8 @@ def _table(items) -> pa.Table | None:
 # spread over fewer shards (`coalesce`), so a run of many small days is not days x shards
 # near-empty groups, and a day of at most this many rows is one group and one `dedup_day`
 # call. Measured on the 28-day 1M feed (days of up to 74k rows, BENCHMARKS.md): 50,000 spread
-# its 29 big days over 2 groups each, 99.2 s; 100,000 computes each in one call, 77.2 s, with
-# the largest process at 0.77 GB (spreading a day costs about twice the CPU of one call).
+# its 29 big days over 2 groups each, 99.2 s; 100,000 computes each in one call, 75.1-77.2 s,
+# with the largest process at 0.78 GB (spreading a day costs about twice the CPU of one call).
 ROWS_PER_SHARD = 100_000
 
 
@@ -533,10 +533,10 @@ def coalesce(day: str, shard_items, shards: int):
     the day's rows need: shard s goes to j = s * n // shards, so a fingerprint is in one j."""
     shard_items = list(shard_items)
     n = day_shard_count(sum(_rows(x) for _, items in shard_items for x in items), shards)
-    merged: dict[int, list] = {}
+    merged: dict[int, list] = {j: [] for j in range(n)}  # each loads its share of earlier rows
     for s, items in shard_items:
-        merged.setdefault(s * n // shards, []).extend(items)
-    for j in sorted(merged):
+        merged[s * n // shards].extend(items)
+    for j in range(n):
         yield f"{day}/{j:04d}", (n, merged[j])
 
 
@@ -548,8 +548,9 @@ def _coalesce_lists(element, shards: int):
 
 class _ExactFn(beam.DoFn):
     """(day/j, (n, items)) -> the group's rows (for Build) under the same key, its
-    survivors' shingle sets on `sets` (same key), band rows keyed (day/b<band shard>) on
-    `bands`, index rows on `index`."""
+    survivors' shingle sets on `sets` (same key), band rows keyed by day on `bands`, its
+    survivor count on `survivors`, index rows on `index`. A day that is one group (n == 1) is
+    deduplicated and written here instead: its `Part`s or `Staged` records go on `parts`."""
 
     def __init__(self, near: NearDetector | None, shards: int, spill: str | None, prior, stager=None):
         self._near, self._shards, self._spill, self._prior = near, shards, spill, prior
@@ -743,8 +744,8 @@ def _empty(name: str, pieces) -> pa.Table:
 class DedupDaySpread(beam.PTransform):
     """`WindowByDay(..., shards=shards)`'s groups -> the parts `DedupDay` gives, computed
     without any group holding a day's rows (module docstring). Bounded input only (a streaming
-    run keeps `DedupDay`). `shards`: the fingerprint shards WindowByDay keyed by, also the
-    number of bucket shards per day; `spill`: the launcher's spill folder or None."""
+    run keeps `DedupDay`). `shards`: the fingerprint shards WindowByDay keyed by (bucket
+    groups per day: `bucket_shard_count`); `spill`: the launcher's spill folder or None."""
 
     def __init__(self, near: NearDetector | None = None, prior=None, exclusions=None, stager=None,
                  shards: int = 16, spill: str | None = None):

@@ -172,7 +172,8 @@ class GroupTables(beam.PTransform):
 
     `bundle`, when given, turns one input table's list of `(key, rows)` into the elements that
     are grouped instead (for example one element per day holding the day's shards of that
-    table: fewer elements through the runner's shuffle).
+    table: fewer elements through the runner's shuffle); the groups are then `(key, [values])`
+    of those elements, and `present` elements must have their shape.
 
     `between`, when given, is a PTransform applied to the keyed `(key, rows)` elements before
     they are grouped (rows: a table or a spill reference; `tables_of` reads either). It returns

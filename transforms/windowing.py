@@ -11,7 +11,8 @@ each table's rows are keyed by the UTC day of `event_time` (ISO string) and cros
 through `transforms.spill.GroupTables` (as tables, or with a spill folder as
 `transforms.spill.SpillRef`s to their rows); each day's part is stamped with its day's start
 and put into a one-day `FixedWindows` before the grouping, which gives `(day, [tables])` per
-day window.
+day window (with `shards`, see `WindowByDay`: per day and fingerprint shard, or per day with
+the shards' references).
 
 Late data: see `WindowByDay` (batch: nothing is late; streaming: a lateness gate routes
 too-late parts to rejects, and later panes replace a day's rows).
@@ -79,6 +80,11 @@ def day_keys(table: pa.Table) -> np.ndarray:
     """Each row's UTC day of `event_time`, as an ISO date string (the day shuffle's key)."""
     days = pc.cast(pc.cast(table.column("event_time"), pa.timestamp("us")), pa.date32())
     return np.datetime_as_string(days.to_numpy(zero_copy_only=False), unit="D")
+
+
+def days_of(table: pa.Table) -> list[str]:
+    """The distinct UTC days of a table's `event_time` (ISO date strings)."""
+    return np.unique(day_keys(table)).tolist() if table.num_rows else []
 
 
 def day_shard_keys(table: pa.Table, shards: int) -> np.ndarray:
@@ -276,8 +282,8 @@ class WindowByDay(beam.PTransform):
     `shards` > 0 labels each row with its day's fingerprint shard too (`day_shard_keys`), and a
     recompute marker makes every shard of its day exist. Without spill the groups are then
     `("YYYY-MM-DD/NNNN", [tables])` (`day_of` gives the day): no group holds a whole day. With
-    spill they are `("YYYY-MM-DD", [[(shard, reference), ...], ...])`: references only, one
-    list per input table (`shards_by_day`), so that the next step can regroup the shards of
+    spill they are `("YYYY-MM-DD", [[(shard, reference or empty marker table), ...], ...])`,
+    one list per input table (`shards_by_day`) or recompute marker, so that the next step can regroup the shards of
     the day (a small day into fewer groups) before reading them (`DedupDaySpread`).
     """
 
