@@ -304,14 +304,14 @@ def test_coalesce_puts_a_small_day_in_fewer_groups_and_a_fingerprint_in_one():
     def ref(rows):
         return SpillRef("f.arrow", 0, 1, rows)
 
-    small = [(s, [ref(10)]) for s in range(8)]
-    assert list(coalesce("2022-02-20", small, 8)) == [("2022-02-20/0000", (1, [ref(10)] * 8))]
+    small = [[(s, ref(10)) for s in range(4)], [(s, ref(10)) for s in range(4, 8)]]  # two input tables
+    assert list(coalesce(("2022-02-20", small), 8)) == [("2022-02-20/0000", (1, [ref(10)] * 8))]
     # three shards' worth of rows in shards 0-2: 3 groups; shard s goes to s * 3 // 8
-    some = [(s, [ref(ROWS_PER_SHARD)]) for s in range(3)] + [(s, []) for s in range(3, 8)]
-    got = dict(coalesce("2022-02-20", some, 8))
+    some = [[(s, ref(ROWS_PER_SHARD)) for s in range(3)]]
+    got = dict(coalesce(("2022-02-20", some), 8))
     assert {k: (n, len(items)) for k, (n, items) in got.items()} == {
         "2022-02-20/0000": (3, 3), "2022-02-20/0001": (3, 0), "2022-02-20/0002": (3, 0)}
-    full = dict(coalesce("2022-02-20", [(s, [ref(ROWS_PER_SHARD)]) for s in range(8)], 8))
+    full = dict(coalesce(("2022-02-20", [[(s, ref(ROWS_PER_SHARD))] for s in range(8)]), 8))
     assert {k: (n, len(items)) for k, (n, items) in full.items()} == {f"2022-02-20/{s:04d}": (8, 1) for s in range(8)}
 
 

@@ -528,22 +528,19 @@ def _rows(item) -> int:
     return item.rows if isinstance(item, SpillRef) else item.num_rows
 
 
-def coalesce(day: str, shard_items, shards: int):
-    """(day, [(fingerprint shard of `shards`, items)]) -> (day/j, (n, items)) for the n shards
-    the day's rows need: shard s goes to j = s * n // shards, so a fingerprint is in one j."""
-    shard_items = list(shard_items)
-    n = day_shard_count(sum(_rows(x) for _, items in shard_items for x in items), shards)
-    merged: dict[int, list] = {j: [] for j in range(n)}  # each loads its share of earlier rows
-    for s, items in shard_items:
-        merged[s * n // shards].extend(items)
+def coalesce(element, shards: int):
+    """(day, [[(fingerprint shard of `shards`, item)]]) (WindowByDay's group of a day, with
+    spill: a list per input table or marker) -> (day/j, (n, items)) for the n shards the
+    day's rows need, every j made (each loads its share of the day's earlier rows): shard s
+    goes to j = s * n // shards, so a fingerprint is in one j."""
+    day, lists = element
+    pairs = [pair for lst in lists for pair in lst]
+    n = day_shard_count(sum(_rows(item) for _, item in pairs), shards)
+    merged: dict[int, list] = {j: [] for j in range(n)}
+    for s, item in pairs:
+        merged[s * n // shards].append(item)
     for j in range(n):
         yield f"{day}/{j:04d}", (n, merged[j])
-
-
-def _coalesce_lists(element, shards: int):
-    """(day, [[(shard, reference)]]) (WindowByDay's groups with spill) -> `coalesce`'s groups."""
-    day, lists = element
-    return coalesce(day, [(s, [r]) for lst in lists for s, r in lst], shards)
 
 
 class _ExactFn(beam.DoFn):
@@ -571,7 +568,7 @@ class _ExactFn(beam.DoFn):
         table = fresh
         if self._prior is not None:
             old = prior_rows(self._prior, day, fresh, exclusions)
-            if old is not None and old.num_rows:
+            if old is not None and old.num_rows and n > 1:  # this group's share of them
                 fine = fingerprint_shards(old.column("fingerprint"), self._shards)
                 old = old.filter(pa.array(fine * n // self._shards == shard))
             pieces = [x for x in (fresh, old) if x is not None and x.num_rows]
@@ -584,7 +581,7 @@ class _ExactFn(beam.DoFn):
         if table is None:
             return
         if n == 1:  # the whole day is this group (a day of at most ROWS_PER_SHARD rows): one call
-            for part in self._whole_day(day, shard, table, 0):  # bounded input: one pane
+            for part in self._whole_day(day, shard, table):
                 yield beam.pvalue.TaggedOutput("parts", part)
             return
         yield key, _one(self._spill, table)
@@ -603,7 +600,7 @@ class _ExactFn(beam.DoFn):
                 "bands", (day, write_sorted(self._spill, bands, fine) if self._spill else bands))
 
 
-    def _whole_day(self, day: str, shard: int, table: pa.Table, pane_index: int):
+    def _whole_day(self, day: str, shard: int, table: pa.Table):
         """A day that is one group: `dedup_day` with the same keyed rule gives the rows the
         spread chain would (tests/test_dedup_spread.py), without its shuffles and spill files,
         and the day's files are written here. Measured on the 28-day 1M feed, whose 461 event
@@ -613,7 +610,8 @@ class _ExactFn(beam.DoFn):
                  ("duplicates", shard, out["duplicates"])]
         if self._prior is not None:
             items.append((OCCURRENCES, shard, table))
-        yield from _day_parts(self._stager, self._counters, self._prior is not None, day, items, pane_index)
+        # bounded input (DedupDaySpread): one pane
+        yield from _day_parts(self._stager, self._counters, self._prior is not None, day, items, 0)
 
 
 def _key_bands(element, survivors: dict, shards: int):
@@ -761,7 +759,7 @@ class DedupDaySpread(beam.PTransform):
         side = {} if self._exclusions is None else {"exclusions": beam.pvalue.AsMultiMap(self._exclusions)}
         if spill:  # (day, [[(shard, reference)]]): the shards of a small day become fewer groups
             groups = (groups
-                      | "Coalesce" >> beam.FlatMap(_coalesce_lists, self._shards)
+                      | "Coalesce" >> beam.FlatMap(coalesce, self._shards)
                       | "Spread" >> beam.Reshuffle())
         else:  # tables: regrouping would bring a day together; every shard stays a group
             shards = self._shards
