@@ -580,6 +580,10 @@ class _ExactFn(beam.DoFn):
             table = tables[0] if tables else None
         if table is None:
             return
+        # one chunk per column: the group arrives as a chunk per file and shard range, and
+        # filters, sorts and takes over ~1,800 chunks made dedup_day 1.5x slower (a 71k-row
+        # day of the 28-day 1M feed: 2.07 s chunked, 1.39 s combining included)
+        table = table.combine_chunks()
         if n == 1:  # the whole day is this group (a day of at most ROWS_PER_SHARD rows): one call
             for part in self._whole_day(day, shard, table):
                 yield beam.pvalue.TaggedOutput("parts", part)

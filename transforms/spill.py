@@ -73,6 +73,21 @@ def write_sorted(folder: str, table: pa.Table, keys: np.ndarray) -> tuple[str, n
     return path, distinct, np.append(starts, len(keys))
 
 
+def write_ranges(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[object, SpillRef]]:
+    """Like `write_groups`, but the file holds one record batch (rows sorted by key) and each
+    key's reference is a row range of it: one batch to write per table instead of one per key.
+    For a shuffle whose consumer takes runs of keys together (`tables_of` reads adjacent
+    ranges of a batch as one slice): measured on the 28-day 1M feed, the day shuffle wrote
+    about 40 record batches per table and day (one per fingerprint shard) and its readers
+    got days of ~1,800 chunks (BENCHMARKS.md)."""
+    if table.num_rows == 0:
+        return []
+    path, distinct, bounds = write_sorted(folder, table, keys)
+    return [(k.item() if hasattr(k, "item") else k,
+             SpillRef(path, 0, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i])))
+            for i, k in enumerate(distinct)]
+
+
 def _is_local(path: str) -> bool:
     return "://" not in path
 
@@ -106,11 +121,13 @@ def write_groups(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[o
     return out
 
 
-def key_groups(table: pa.Table, keys: np.ndarray, folder: str | None) -> Iterable[tuple[object, object]]:
+def key_groups(table: pa.Table, keys: np.ndarray, folder: str | None,
+               ranges: bool = False) -> Iterable[tuple[object, object]]:
     """(key, rows of that key) per distinct key, keys ascending: the rows as a spill reference
-    when there is a spill `folder`, else as a table (what goes into a shuffle either way)."""
+    when there is a spill `folder` (a row range of one sorted batch with `ranges`:
+    `write_ranges`), else as a table (what goes into a shuffle either way)."""
     if folder:
-        yield from write_groups(folder, table, keys)
+        yield from (write_ranges if ranges else write_groups)(folder, table, keys)
         return
     for k in np.unique(keys):
         yield k.item(), table.filter(pa.array(keys == k))
@@ -147,14 +164,28 @@ def tables_of(items: Iterable) -> list[pa.Table]:
     for path, rs in by_file.items():
         reader = _reader(path)
         batches = [reader.get_batch(r.first).slice(r.offset, r.rows) if r.offset >= 0 else reader.get_batch(i)
-                   for r in rs for i in range(r.first, r.first + r.count)]
+                   for r in _adjacent_joined(rs) for i in range(r.first, r.first + r.count)]
         tables.append(pa.Table.from_batches(batches, schema=reader.schema))
     return tables
 
 
-def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, bundle=None):
+def _adjacent_joined(refs: list[SpillRef]) -> list[SpillRef]:
+    """Row-range references one after another in the same batch -> one range (same rows,
+    same order, fewer chunks)."""
+    out: list[SpillRef] = []
+    for r in refs:
+        last = out[-1] if out else None
+        if (last is not None and r.offset >= 0 and last.offset >= 0 and r.first == last.first
+                and r.offset == last.offset + last.rows):
+            out[-1] = last._replace(rows=last.rows + r.rows)
+        else:
+            out.append(r)
+    return out
+
+
+def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, bundle=None, ranges=False):
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    pairs = key_groups(table, keys(table), folder)
+    pairs = key_groups(table, keys(table), folder, ranges)
     return bundle(list(pairs)) if bundle is not None else pairs
 
 
@@ -183,6 +214,9 @@ class GroupTables(beam.PTransform):
     windows, that join the grouping as they are (an empty table makes a key's group exist).
     `references=True` gives each key's items as grouped (spill references and/or tables, for
     `tables_of` later) instead of tables: for a step that regroups them before reading.
+    `ranges=True` writes each input table's spill file as one batch sorted by key, a key's
+    rows being a row range of it (`write_ranges`): for a step that reads runs of adjacent keys
+    together (their ranges become one slice).
 
     Example: `(blocks, prior) | GroupTables(lambda t: shard(t["article_id"]), spill)` gives
     `(shard, [tables])`, each shard's rows of both inputs together.
@@ -190,14 +224,14 @@ class GroupTables(beam.PTransform):
 
     def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None,
                  between: beam.PTransform | None = None, present=None, references: bool = False,
-                 bundle: Callable[[list], Iterable] | None = None):
+                 bundle: Callable[[list], Iterable] | None = None, ranges: bool = False):
         super().__init__()
         self._keys, self._spill, self._between, self._present = keys, spill, between, present
-        self._references, self._bundle = references, bundle
+        self._references, self._bundle, self._ranges = references, bundle, ranges
 
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._bundle)
+        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._bundle, self._ranges)
                  for i, pcoll in enumerate(inputs)]
         rows = keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0]
         beside = None

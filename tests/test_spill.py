@@ -1,0 +1,50 @@
+"""Spill files: what a reference points at is what was written under its key."""
+import numpy as np
+import pyarrow as pa
+
+from transforms.spill import SpillRef, tables_of, write_groups, write_ranges
+
+
+def _table(n: int, seed: int = 3) -> tuple[pa.Table, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 7, n)
+    t = pa.table({"row": np.arange(n), "text": [f"t{i}" for i in range(n)], "flag": rng.random(n) < 0.5})
+    return t, keys
+
+
+def test_write_ranges_gives_each_key_its_rows_in_order(tmp_path):
+    t, keys = _table(1000)
+    refs = write_ranges(str(tmp_path), t, keys)
+    assert [k for k, _ in refs] == sorted(set(keys.tolist()))
+    assert len({r.path for _, r in refs}) == 1  # one file, one batch
+    for k, ref in refs:
+        assert ref.first == 0 and ref.count == 1 and ref.offset >= 0
+        (got,) = tables_of([ref])
+        assert got.column("row").to_pylist() == np.flatnonzero(keys == k).tolist()
+        assert got.column("flag").to_pylist() == t.column("flag").to_numpy()[keys == k].tolist()
+
+
+def test_adjacent_ranges_are_read_as_one_chunk_and_others_stay_apart(tmp_path):
+    t, keys = _table(500)
+    refs = [r for _, r in write_ranges(str(tmp_path), t, keys)]
+    (whole,) = tables_of(refs)  # every key in key order: one slice of the batch
+    assert whole.column("row").num_chunks == 1
+    assert whole.column("row").to_pylist() == np.argsort(keys, kind="stable").tolist()
+    (gap,) = tables_of([refs[0], refs[2], refs[3]])  # not adjacent: two slices, same rows
+    expect = [i for k in (0, 2, 3) for i in np.flatnonzero(keys == k).tolist()]
+    assert gap.column("row").to_pylist() == expect
+    assert gap.column("row").num_chunks == 2
+    (back,) = tables_of([refs[3], refs[2]])  # out of order: kept in the order asked
+    assert back.column("row").to_pylist() == (np.flatnonzero(keys == 3).tolist() + np.flatnonzero(keys == 2).tolist())
+
+
+def test_write_groups_and_write_ranges_hold_the_same_rows(tmp_path):
+    t, keys = _table(300, seed=9)
+    by_groups = dict(write_groups(str(tmp_path / "g"), t, keys))
+    by_ranges = dict(write_ranges(str(tmp_path / "r"), t, keys))
+    assert by_groups.keys() == by_ranges.keys()
+    for k in by_groups:
+        (a,), (b,) = tables_of([by_groups[k]]), tables_of([by_ranges[k]])
+        assert a.equals(b)
+    assert write_ranges(str(tmp_path), t.slice(0, 0), keys[:0]) == []
+    assert isinstance(by_ranges[int(keys[0])], SpillRef)
