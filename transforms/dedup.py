@@ -58,8 +58,15 @@ def _reading_keys(t: pa.Table) -> pa.Array:
                                        pc.cast(t.column("position"), pa.string()), "\x1f")
 
 
-def _occurrence_keys(t: pa.Table) -> list[tuple]:
-    """What an occurrence is: (article_id, update_id, published_at, fingerprint) per row.
+OCCURRENCE_KEY = ("article_id", "update_id", "published_at", "fingerprint")
+
+
+def mark_redelivered(t: pa.Table) -> np.ndarray:
+    """For a table sorted by article_id, fingerprint and PRIORITY: True for every row whose
+    occurrence came earlier in the table (the first reading stands).
+
+    What an occurrence is: (article_id, update_id, published_at, fingerprint) per row
+    (`OCCURRENCE_KEY`).
 
     The update is its `update_id` and its publication time together: a feed line without
     `update_id` and a headline record get `<article>@<published_at>` from the reader; a text
@@ -71,22 +78,27 @@ def _occurrence_keys(t: pa.Table) -> list[tuple]:
     a post or paragraph above), so with it a redelivery would look new; the price is that the
     same text repeated verbatim inside one update is one occurrence (its repeats count as
     redelivered).
+
+    Computed by Arrow's hash grouping (the first row of each key), not a Python loop over
+    rows: the loop was ~8% of the 28-day 1M run's worker time (py-spy, BENCHMARKS.md).
     """
-    pub = pc.cast(t.column("published_at"), pa.int64()).to_pylist()
-    return list(zip(t.column("article_id").to_pylist(), t.column("update_id").to_pylist(), pub,
-                    t.column("fingerprint").to_pylist()))
-
-
-def mark_redelivered(t: pa.Table) -> np.ndarray:
-    """For a table sorted by article_id, fingerprint and PRIORITY: True for every row whose
-    occurrence (`_occurrence_keys`) came earlier in the table (the first reading stands)."""
-    seen: set = set()
-    out = np.zeros(t.num_rows, dtype=bool)
-    for i, key in enumerate(_occurrence_keys(t)):
-        if key in seen:
-            out[i] = True
-        else:
-            seen.add(key)
+    n = t.num_rows
+    out = np.ones(n, dtype=bool)
+    if not n:
+        return out
+    cols = {}
+    for name in OCCURRENCE_KEY:
+        col = t.column(name)
+        if col.null_count:  # pyarrow 16.1's group_by split rows with a null key into several
+            # groups (tests/test_occurrence_identity.py): nulls become a flag and a filler
+            cols[name + "\x1fnull"] = pc.is_null(col)
+            col = pc.fill_null(col, pa.scalar("" if pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+                                             else 0).cast(col.type))
+        cols[name] = col
+    cols["row"] = pa.array(np.arange(n, dtype=np.int64))
+    keys = pa.table(cols)
+    first = keys.group_by([c for c in cols if c != "row"], use_threads=False).aggregate([("row", "min")])
+    out[first.column("row_min").to_numpy()] = False
     return out
 
 
@@ -118,28 +130,29 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
             stale = pc.and_(old, pc.is_in(keys, value_set=new_keys.combine_chunks()
                                           if isinstance(new_keys, pa.ChunkedArray) else new_keys))
             table = table.filter(pc.invert(stale))
-    t = table.take(pc.sort_indices(table, SNAPSHOT_ORDER))
-    arts = t.column("article_id").to_pylist()
-    fps = t.column("fingerprint").to_pylist()
-    is_dup = np.zeros(t.num_rows, dtype=bool)
-    ids = []
-    prev = None
-    current = None
-    for i, key in enumerate(zip(arts, fps)):
-        if key == prev:
-            is_dup[i] = True
-        else:
-            current = stable_hash(key[0] + "\x1f" + key[1], 32)
-            prev = key
-        ids.append(current)
-    t = t.append_column("event_id", pa.array(ids, pa.string()))
+    t = table.take(pc.sort_indices(table, SNAPSHOT_ORDER)).combine_chunks()
+    n = t.num_rows
+    arts, fps = t.column("article_id").chunks, t.column("fingerprint").chunks
+    arts, fps = (arts[0] if arts else pa.array([], pa.string())), (fps[0] if fps else pa.array([], pa.string()))
+    first = np.ones(n, dtype=bool)  # the first row of each (article, fingerprint) run is kept
+    if n > 1:
+        first[1:] = pc.or_(pc.not_equal(arts[1:], arts[:-1]), pc.not_equal(fps[1:], fps[:-1])).to_numpy(
+            zero_copy_only=False)
+    is_dup = ~first
+    starts = pa.array(np.flatnonzero(first))
+    run_ids = pa.array([stable_hash(a + "\x1f" + f, 32) for a, f in
+                        zip(arts.take(starts).to_pylist(), fps.take(starts).to_pylist())], pa.string())
+    t = t.append_column("event_id", run_ids.take(pa.array(np.cumsum(first) - 1)))
     t = t.append_column("is_dup", pa.array(is_dup))
     return t.append_column("redelivered", pa.array(mark_redelivered(t)))
 
 
 def article_shards(t: pa.Table, shards: int) -> np.ndarray:
-    """Each row's article shard (a stable hash of `article_id`)."""
-    return np.fromiter((shard_of(a, shards) for a in t.column("article_id").to_pylist()), np.int64, t.num_rows)
+    """Each row's article shard (a stable hash of `article_id`), hashed once per distinct article."""
+    col = t.column("article_id")
+    enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    of = np.fromiter((shard_of(a, shards) for a in enc.dictionary.to_pylist()), np.int64, len(enc.dictionary))
+    return of[enc.indices.to_numpy(zero_copy_only=False)] if len(enc) else np.zeros(0, np.int64)
 
 
 class DedupSnapshots(beam.PTransform):
@@ -296,10 +309,10 @@ def day_counters() -> dict:
 def prior_rows(prior, day: str, fresh: pa.Table | None, exclusions=None) -> pa.Table | None:
     """The day's earlier rows to recompute it with (a `PriorDays`), without the rows of the
     articles this run re-processes: those in `fresh` and in the `exclusions` side input."""
-    exclude = set(a for lst in (exclusions[day] if exclusions is not None else []) for a in lst)
+    drop = [pa.array([a for lst in (exclusions[day] if exclusions is not None else []) for a in lst], pa.string())]
     if fresh is not None:
-        exclude |= set(fresh.column("article_id").to_pylist())
-    return prior.untouched(day, exclude)
+        drop.append(pc.unique(fresh.column("article_id")).cast(pa.string()))
+    return prior.untouched(day, pa.concat_arrays(drop))
 
 
 class _DedupDayFn(beam.DoFn):

@@ -183,13 +183,15 @@ class PriorDays:
     def __init__(self, root: str, fs_options: dict | None = None):
         self.root, self.fs_options = root, fs_options or {}
 
-    def untouched(self, day: str, exclude: set[str]) -> pa.Table | None:
+    def untouched(self, day: str, exclude: pa.Array | None = None) -> pa.Table | None:
+        """The day's earlier occurrences without those of the articles in `exclude` (article
+        ids; None: all of them), or None when the day has no earlier state."""
         use_filesystem_options(self.fs_options)
         prior = read_table(occurrences_path(self.root, day))
         if prior is None:
             return None
-        if exclude:
-            prior = prior.filter(pc.invert(pc.is_in(prior.column("article_id"), value_set=pa.array(sorted(exclude)))))
+        if exclude is not None and len(exclude):
+            prior = prior.filter(pc.invert(pc.is_in(prior.column("article_id"), value_set=exclude)))
         return upgrade_occurrences(prior)
 
 
@@ -216,8 +218,9 @@ def upgrade_occurrences(table: pa.Table) -> pa.Table:
 
 def index_rows(day: str, table: pa.Table) -> Iterable[tuple[int, pa.Table]]:
     """(shard, (article_id, day) rows) for the articles of a recomputed day's new rows."""
-    articles = sorted(set(table.column("article_id").to_pylist()))
-    t = pa.table({"article_id": articles, "event_date": [day] * len(articles)}, schema=INDEX_SCHEMA)
+    articles = pc.unique(table.column("article_id")).cast(pa.string()).sort()
+    t = pa.table({"article_id": articles, "event_date": pa.array([day] * len(articles), pa.string())},
+                 schema=INDEX_SCHEMA)
     yield from key_by_index_shard(t)
 
 

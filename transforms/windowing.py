@@ -54,17 +54,19 @@ def resolve_event_times(table: pa.Table, resolver: Resolver | None = None) -> pa
     if resolver is not None:
         kept_idx = np.flatnonzero(kept_mask)
         texts = table.column("text").take(pa.array(kept_idx))  # an Arrow column: see resolve_batch
-        resolved = resolver(texts, pub_us[kept_idx].tolist())
-        for i, r in zip(kept_idx, resolved):
-            if r is not None:
-                event_us[i] = r
-                from_text[i] = True
-    ids = table.column("event_id").to_pylist()
-    kept_of = {ids[i]: i for i in np.flatnonzero(kept_mask)}
-    src = np.fromiter((kept_of[e] for e in ids), np.int64, len(ids))
+        resolved = pa.array(resolver(texts, pub_us[kept_idx].tolist()), pa.int64())
+        found = pc.is_valid(resolved).to_numpy(zero_copy_only=False)
+        at = kept_idx[found]
+        event_us[at] = resolved.filter(pa.array(found)).to_numpy()
+        from_text[at] = True
+    # every row takes its kept row's time: the kept row of its event_id (a hash lookup in Arrow)
+    ids = table.column("event_id")
+    kept_ids = ids.filter(pa.array(kept_mask))
+    kept_ids = kept_ids.combine_chunks() if isinstance(kept_ids, pa.ChunkedArray) else kept_ids
+    src = np.flatnonzero(kept_mask)[pc.index_in(ids, value_set=kept_ids).to_numpy(zero_copy_only=False)]
     event_us, from_text = event_us[src], from_text[src]
     table = table.append_column("event_time", pa.array(event_us, pa.timestamp("us", tz="UTC")))
-    return table.append_column("time_source", pa.array(np.where(from_text, "text", "published").tolist(), pa.string()))
+    return table.append_column("time_source", pc.if_else(pa.array(from_text), "text", "published"))
 
 
 class ResolveEventTime(beam.PTransform):
