@@ -48,3 +48,20 @@ def test_write_groups_and_write_ranges_hold_the_same_rows(tmp_path):
         assert a.equals(b)
     assert write_ranges(str(tmp_path), t.slice(0, 0), keys[:0]) == []
     assert isinstance(by_ranges[int(keys[0])], SpillRef)
+
+
+def test_write_ranges_makes_a_batch_per_run_of_keys_with_the_same_label(tmp_path):
+    """The day shuffle's layout: a batch per day, a key (day/shard) a row range of its day's batch."""
+    t, keys = _table(600, seed=4)
+    labels = np.array([f"d{k // 3}/{k:04d}" for k in keys])  # days d0 (keys 0-2), d1 (3-5), d2 (6)
+    refs = dict(write_ranges(str(tmp_path), t, labels, lambda key: key[:2]))
+    assert sorted({(k[:2], r.first) for k, r in refs.items()}) == [("d0", 0), ("d1", 1), ("d2", 2)]
+    for k, ref in refs.items():
+        (got,) = tables_of([ref])
+        assert got.column("row").to_pylist() == np.flatnonzero(labels == k).tolist()
+    d1 = [refs[k] for k in sorted(refs) if k.startswith("d1")]
+    (day,) = tables_of(d1)  # the keys of a day: one slice of its batch
+    assert day.column("row").num_chunks == 1
+    assert sorted(day.column("row").to_pylist()) == np.flatnonzero((keys >= 3) & (keys <= 5)).tolist()
+    (two,) = tables_of([refs[max(k for k in refs if k.startswith("d0"))], d1[0]])  # adjacent rows, not one batch
+    assert two.column("row").num_chunks == 2

@@ -73,19 +73,43 @@ def write_sorted(folder: str, table: pa.Table, keys: np.ndarray) -> tuple[str, n
     return path, distinct, np.append(starts, len(keys))
 
 
-def write_ranges(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[object, SpillRef]]:
-    """Like `write_groups`, but the file holds one record batch (rows sorted by key) and each
-    key's reference is a row range of it: one batch to write per table instead of one per key.
-    For a shuffle whose consumer takes runs of keys together (`tables_of` reads adjacent
-    ranges of a batch as one slice): measured on the 28-day 1M feed, the day shuffle wrote
-    about 40 record batches per table and day (one per fingerprint shard) and its readers
-    got days of ~1,800 chunks (BENCHMARKS.md)."""
+def write_ranges(folder: str, table: pa.Table, keys: np.ndarray,
+                 batch_of: Callable[[object], object] | None = None) -> list[tuple[object, SpillRef]]:
+    """Like `write_groups`, but the rows (sorted by key) go in few record batches and each
+    key's reference is a row range of one: a batch per run of keys with the same
+    `batch_of(key)` (None: one batch for the file). For a shuffle whose consumer takes runs of
+    keys together (`tables_of` reads adjacent ranges of a batch as one slice): measured on the
+    28-day 1M feed, the day shuffle wrote about 40 record batches per table and day (one per
+    fingerprint shard) and its readers got days of ~1,800 chunks (BENCHMARKS.md). A batch per
+    day, not per file, keeps a day's columns close together: memory-mapped reads fault in
+    pages around each range (the kernel's read-around), and with one batch per file the ranges
+    of a day were spread over every column of it (~400 MB of file pages mapped for a 36 MB day)."""
     if table.num_rows == 0:
         return []
-    path, distinct, bounds = write_sorted(folder, table, keys)
-    return [(k.item() if hasattr(k, "item") else k,
-             SpillRef(path, 0, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i])))
-            for i, k in enumerate(distinct)]
+    order = np.argsort(keys, kind="stable")
+    distinct, starts = np.unique(keys[order], return_index=True)
+    bounds = np.append(starts, len(keys))
+    ordered = table.take(pa.array(order)).combine_chunks()
+    labels = [batch_of(k.item() if hasattr(k, "item") else k) for k in distinct] if batch_of else [None] * len(distinct)
+    path = f"{folder.rstrip('/')}/{uuid.uuid4().hex}.arrow"
+    sink = _open_sink(path)
+    out = []
+    try:
+        with pa.ipc.new_file(sink, ordered.schema) as writer:
+            batch, first_row = -1, 0
+            for i, k in enumerate(distinct):
+                if i == 0 or labels[i] != labels[i - 1]:  # a new batch: this key and the next ones of its label
+                    j = i
+                    while j + 1 < len(distinct) and labels[j + 1] == labels[i]:
+                        j += 1
+                    batch, first_row = batch + 1, int(bounds[i])
+                    (rows,) = ordered.slice(first_row, int(bounds[j + 1]) - first_row).to_batches()  # one chunk
+                    writer.write_batch(rows)
+                out.append((k.item() if hasattr(k, "item") else k,
+                            SpillRef(path, batch, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i]) - first_row)))
+    finally:
+        sink.close()
+    return out
 
 
 def _is_local(path: str) -> bool:
@@ -122,12 +146,16 @@ def write_groups(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[o
 
 
 def key_groups(table: pa.Table, keys: np.ndarray, folder: str | None,
-               ranges: bool = False) -> Iterable[tuple[object, object]]:
+               ranges=False) -> Iterable[tuple[object, object]]:
     """(key, rows of that key) per distinct key, keys ascending: the rows as a spill reference
-    when there is a spill `folder` (a row range of one sorted batch with `ranges`:
-    `write_ranges`), else as a table (what goes into a shuffle either way)."""
+    when there is a spill `folder` (with `ranges`, a row range of a sorted batch:
+    `write_ranges`, one batch per run of keys with the same `ranges(key)` when it is a
+    function), else as a table (what goes into a shuffle either way)."""
     if folder:
-        yield from (write_ranges if ranges else write_groups)(folder, table, keys)
+        if ranges:
+            yield from write_ranges(folder, table, keys, ranges if callable(ranges) else None)
+        else:
+            yield from write_groups(folder, table, keys)
         return
     for k in np.unique(keys):
         yield k.item(), table.filter(pa.array(keys == k))
@@ -215,8 +243,9 @@ class GroupTables(beam.PTransform):
     `references=True` gives each key's items as grouped (spill references and/or tables, for
     `tables_of` later) instead of tables: for a step that regroups them before reading.
     `ranges=True` writes each input table's spill file as one batch sorted by key, a key's
-    rows being a row range of it (`write_ranges`): for a step that reads runs of adjacent keys
-    together (their ranges become one slice).
+    rows being a row range of it (`write_ranges`), and `ranges=f` one batch per run of keys
+    with the same `f(key)`: for a step that reads runs of adjacent keys together (their
+    ranges become one slice).
 
     Example: `(blocks, prior) | GroupTables(lambda t: shard(t["article_id"]), spill)` gives
     `(shard, [tables])`, each shard's rows of both inputs together.
@@ -224,7 +253,7 @@ class GroupTables(beam.PTransform):
 
     def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None,
                  between: beam.PTransform | None = None, present=None, references: bool = False,
-                 bundle: Callable[[list], Iterable] | None = None, ranges: bool = False):
+                 bundle: Callable[[list], Iterable] | None = None, ranges=False):
         super().__init__()
         self._keys, self._spill, self._between, self._present = keys, spill, between, present
         self._references, self._bundle, self._ranges = references, bundle, ranges
