@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -28,6 +29,17 @@ def stable_hash(text: str, hex_chars: int = 16) -> str:
 
 def shard_of(key: str, shards: int) -> int:
     return xxhash.xxh3_64_intdigest(key.encode("utf-8")) % shards
+
+
+def shards_of(keys, shards: int) -> np.ndarray:
+    """`shard_of` of every value of an Arrow string column (no nulls), each distinct value
+    hashed once."""
+    arr = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    if not len(arr):
+        return np.zeros(0, np.int64)
+    enc = pc.dictionary_encode(arr)
+    of = np.fromiter((shard_of(k, shards) for k in enc.dictionary.to_pylist()), np.int64, len(enc.dictionary))
+    return of[enc.indices.to_numpy(zero_copy_only=False)]
 
 
 _HEX = np.zeros(256, np.uint64)

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
-from transforms.common import concat, concat_as_first, shard_of, stable_hash
+from transforms.common import concat, concat_as_first, shards_of, stable_hash
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 from transforms.parts import Part
 from transforms.spill import GroupTables
@@ -148,11 +148,8 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
 
 
 def article_shards(t: pa.Table, shards: int) -> np.ndarray:
-    """Each row's article shard (a stable hash of `article_id`), hashed once per distinct article."""
-    col = t.column("article_id")
-    enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
-    of = np.fromiter((shard_of(a, shards) for a in enc.dictionary.to_pylist()), np.int64, len(enc.dictionary))
-    return of[enc.indices.to_numpy(zero_copy_only=False)] if len(enc) else np.zeros(0, np.int64)
+    """Each row's article shard (a stable hash of `article_id`)."""
+    return shards_of(t.column("article_id"), shards)
 
 
 class DedupSnapshots(beam.PTransform):

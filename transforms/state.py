@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.models import BLOCK_SCHEMA
-from transforms.common import concat, filesystem_options, shard_of, use_filesystem_options
+from transforms.common import concat, filesystem_options, shard_of, shards_of, use_filesystem_options
 from transforms.parts import Part
 from transforms.windowing import at_end, day_marker
 
@@ -91,15 +91,15 @@ def for_snapshots(table: pa.Table, from_state: bool) -> pa.Table:
 
 def article_ids_by_shard(table: pa.Table) -> Iterable[tuple[int, list[str]]]:
     """(index shard, distinct article ids of the table in that shard)."""
-    by_shard: dict[int, set[str]] = {}
-    for a in set(table.column("article_id").to_pylist()):
-        by_shard.setdefault(index_shard(a), set()).add(a)
-    for k in sorted(by_shard):
-        yield k, sorted(by_shard[k])
+    ids = pc.unique(table.column("article_id")).cast(pa.string()).sort()
+    keys = shards_of(ids, INDEX_SHARDS)
+    names = np.array(ids.to_pylist(), dtype=object)
+    for k in np.unique(keys):
+        yield int(k), names[keys == k].tolist()
 
 
 def key_by_index_shard(table: pa.Table) -> Iterable[tuple[int, pa.Table]]:
-    keys = np.fromiter((index_shard(a) for a in table.column("article_id").to_pylist()), np.int64, table.num_rows)
+    keys = shards_of(table.column("article_id"), INDEX_SHARDS)
     for k in np.unique(keys):
         yield int(k), table.filter(pa.array(keys == k))
 
