@@ -342,3 +342,48 @@ def test_new_articles_on_a_day_with_earlier_rows_keep_the_earlier_rows(tmp_path,
     assert len(want["events"]) + len(want["duplicates"]) == len(old) + len(new)
     assert any(r[4] == "near" for r in want["duplicates"]) and any(r[1] == "b0" for r in want["duplicates"])
     assert _tables(tmp_path / "inc") == want
+
+
+def test_a_few_new_rows_on_a_big_earlier_day_spread_it_and_each_group_reads_its_share(tmp_path, monkeypatch):
+    """A day's size counts its earlier rows: an incremental run with 2 new rows on a day of
+    ~50 earlier rows spreads it as a one-shot run does (ROWS_PER_SHARD 15 here), not one group
+    holding the whole earlier day; each group reads only its share of the earlier rows, batch
+    by batch, and the tables equal the one-shot run's."""
+    from transforms import state
+
+    monkeypatch.setattr(dedup_spread, "ROWS_PER_SHARD", 15)
+    monkeypatch.setattr(state, "PRIOR_BATCH_ROWS", 7, raising=False)
+    calls = whole_day_calls(monkeypatch)
+    reads = []
+    real = state.PriorDays.untouched
+
+    def untouched(self, day, exclude=None, keep=None):
+        got = real(self, day, exclude, keep)
+        reads.append((day, keep is not None, 0 if got is None else got.num_rows, self.rows(day)))
+        return got
+
+    monkeypatch.setattr(state.PriorDays, "untouched", untouched)
+    rng = np.random.default_rng(17)
+    words = [f"w{i}" for i in range(400)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 16)))) for _ in range(44)]
+    old = [{"article_id": f"a{i % 11}", "text": t, "source": "s",
+            "published_at": f"2024-03-01T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"} for i, t in enumerate(texts)]
+    old += [{"article_id": f"c{i}", "text": texts[i] + " (AP)", "source": "t",
+             "published_at": "2024-03-01T21:00:00+00:00"} for i in range(0, 44, 4)]
+    new = [{"article_id": "b0", "text": texts[5], "source": "u", "published_at": "2024-03-01T23:00:00+00:00"},
+           {"article_id": "b1", "text": "a paragraph nobody wrote before", "source": "u",
+            "published_at": "2024-03-01T23:30:00+00:00"}]
+    f1, f2 = _feed(tmp_path / "old.jsonl", old), _feed(tmp_path / "new.jsonl", new)
+    common = ["--event-time", "published", "--spill", "on"]
+    run_pipeline([f1, f2], tmp_path / "once", *common)
+    run_pipeline([f1], tmp_path / "inc", *common)
+    assert calls == [] and all(n == 0 for _, _, n, _ in reads)  # spread; no earlier rows yet
+    reads.clear()
+    run_pipeline([f2], tmp_path / "inc", *common)
+    assert calls == []  # 2 new rows, 55 earlier ones: spread, not one dedup_day call
+    earlier = [r for r in reads if r[0] == "2024-03-01"]
+    assert len(earlier) == dedup_spread.day_shard_count(len(old) + len(new), 1000) == 4, reads
+    assert all(keep for _, keep, _, _ in earlier)  # every group filtered while reading
+    assert sum(n for _, _, n, _ in earlier) == earlier[0][3] == len(old)  # shares add up to the day
+    assert max(n for _, _, n, _ in earlier) < len(old)
+    assert _tables(tmp_path / "inc") == _tables(tmp_path / "once")

@@ -303,13 +303,14 @@ def day_counters() -> dict:
             for name in ("blocks", "events", "exact_duplicates", "near_duplicates", "redelivered")}
 
 
-def prior_rows(prior, day: str, fresh: pa.Table | None, exclusions=None) -> pa.Table | None:
+def prior_rows(prior, day: str, fresh: pa.Table | None, exclusions=None, keep=None) -> pa.Table | None:
     """The day's earlier rows to recompute it with (a `PriorDays`), without the rows of the
-    articles this run re-processes: those in `fresh` and in the `exclusions` side input."""
+    articles this run re-processes: those in `fresh` and in the `exclusions` side input;
+    `keep(rows)`: only the rows of this mask (a group's share, filtered while reading)."""
     drop = [pa.array([a for lst in (exclusions[day] if exclusions is not None else []) for a in lst], pa.string())]
     if fresh is not None:
         drop.append(pc.unique(fresh.column("article_id")).cast(pa.string()))
-    return prior.untouched(day, pa.concat_arrays(drop))
+    return prior.untouched(day, pa.concat_arrays(drop), keep)
 
 
 class _DedupDayFn(beam.DoFn):

@@ -54,6 +54,7 @@ Guarantee: the rows of `dedup_day` over the whole day (tests/test_dedup_spread.p
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any, Tuple
 
@@ -528,19 +529,26 @@ def _rows(item) -> int:
     return item.rows if isinstance(item, SpillRef) else item.num_rows
 
 
-def coalesce(element, shards: int):
+def coalesce(element, shards: int, prior=None):
     """(day, [[(fingerprint shard of `shards`, item)]]) (WindowByDay's group of a day, with
     spill: a list per input table or marker) -> (day/j, (n, items)) for the n shards the
-    day's rows need, every j made (each loads its share of the day's earlier rows): shard s
-    goes to j = s * n // shards, so a fingerprint is in one j."""
+    day's rows need, its earlier rows counted too (`prior`, a `PriorDays`: a few new rows on a
+    big day spread it like the whole day), every j made (each loads its share of the day's
+    earlier rows): shard s goes to j = s * n // shards, so a fingerprint is in one j."""
     day, lists = element
     pairs = [pair for lst in lists for pair in lst]
-    n = day_shard_count(sum(_rows(item) for _, item in pairs), shards)
+    earlier = prior.rows(day) if prior is not None else 0
+    n = day_shard_count(sum(_rows(item) for _, item in pairs) + earlier, shards)
     merged: dict[int, list] = {j: [] for j in range(n)}
     for s, item in pairs:
         merged[s * n // shards].append(item)
     for j in range(n):
         yield f"{day}/{j:04d}", (n, merged[j])
+
+
+def _share(rows: pa.Table, shards: int, n: int, shard: int) -> np.ndarray:
+    """Mask of the rows whose fingerprint shard (of `shards`) falls in group `shard` of `n`."""
+    return fingerprint_shards(rows.column("fingerprint"), shards) * n // shards == shard
 
 
 class _ExactFn(beam.DoFn):
@@ -567,10 +575,9 @@ class _ExactFn(beam.DoFn):
         fresh = concat_as_first(parts) if parts else None
         table = fresh
         if self._prior is not None:
-            old = prior_rows(self._prior, day, fresh, exclusions)
-            if old is not None and old.num_rows and n > 1:  # this group's share of them
-                fine = fingerprint_shards(old.column("fingerprint"), self._shards)
-                old = old.filter(pa.array(fine * n // self._shards == shard))
+            # with n > 1, this group's share of them, filtered while they are read
+            keep = functools.partial(_share, shards=self._shards, n=n, shard=shard) if n > 1 else None
+            old = prior_rows(self._prior, day, fresh, exclusions, keep)
             pieces = [x for x in (fresh, old) if x is not None and x.num_rows]
             table = concat_as_first(pieces) if pieces else None
             if fresh is not None:
@@ -763,7 +770,7 @@ class DedupDaySpread(beam.PTransform):
         side = {} if self._exclusions is None else {"exclusions": beam.pvalue.AsMultiMap(self._exclusions)}
         if spill:  # (day, [[(shard, reference)]]): the shards of a small day become fewer groups
             groups = (groups
-                      | "Coalesce" >> beam.FlatMap(coalesce, self._shards)
+                      | "Coalesce" >> beam.FlatMap(coalesce, self._shards, self._prior)
                       | "Spread" >> beam.Reshuffle())
         else:  # tables: regrouping would bring a day together; every shard stays a group
             shards = self._shards

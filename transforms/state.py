@@ -183,16 +183,44 @@ class PriorDays:
     def __init__(self, root: str, fs_options: dict | None = None):
         self.root, self.fs_options = root, fs_options or {}
 
-    def untouched(self, day: str, exclude: pa.Array | None = None) -> pa.Table | None:
-        """The day's earlier occurrences without those of the articles in `exclude` (article
-        ids; None: all of them), or None when the day has no earlier state."""
+    def rows(self, day: str) -> int:
+        """How many earlier occurrences the day has (the Parquet footer's count; 0 without state)."""
         use_filesystem_options(self.fs_options)
-        prior = read_table(occurrences_path(self.root, day))
-        if prior is None:
+        f = self._file(day)
+        return 0 if f is None else f.metadata.num_rows
+
+    def _file(self, day: str) -> pq.ParquetFile | None:
+        path = occurrences_path(self.root, day)
+        if not FileSystems.exists(path):
             return None
-        if exclude is not None and len(exclude):
-            prior = prior.filter(pc.invert(pc.is_in(prior.column("article_id"), value_set=exclude)))
-        return upgrade_occurrences(prior)
+        if "://" not in path:
+            return pq.ParquetFile(path)
+        with FileSystems.open(path, compression_type="uncompressed") as f:  # an object store: the file's bytes
+            return pq.ParquetFile(io.BytesIO(f.read()))
+
+    def untouched(self, day: str, exclude: pa.Array | None = None, keep=None) -> pa.Table | None:
+        """The day's earlier occurrences without those of the articles in `exclude` (article
+        ids; None: all of them), or None when the day has no earlier state. `keep(rows)`, when
+        given, is a row mask (a group's share of the day): the file is then read and filtered
+        batch by batch, so that a group holds its share, not the whole earlier day."""
+        use_filesystem_options(self.fs_options)
+        f = self._file(day)
+        if f is None:
+            return None
+
+        def kept(t: pa.Table, masks: bool) -> pa.Table:
+            if exclude is not None and len(exclude):
+                t = t.filter(pc.invert(pc.is_in(t.column("article_id"), value_set=exclude)))
+            return t.filter(pa.array(keep(t))) if masks and keep is not None and t.num_rows else t
+
+        if keep is None or "redelivered" not in f.schema_arrow.names:  # whole (and legacy state, migrated whole)
+            return kept(upgrade_occurrences(kept(f.read(), False)), True)
+        parts = [kept(pa.Table.from_batches([b]), True) for b in f.iter_batches(batch_size=PRIOR_BATCH_ROWS)]
+        return upgrade_occurrences(pa.concat_tables(parts) if parts else f.schema_arrow.empty_table())
+
+
+# Rows per batch when a group reads its share of a day's earlier occurrences.
+PRIOR_BATCH_ROWS = 65_536
 
 
 def upgrade_occurrences(table: pa.Table) -> pa.Table:
