@@ -14,7 +14,8 @@ checkout, one after the other on the same feed, so that both see the same machin
 outputs are compared (same event ids, same duplicates count; the older step followed the
 whole-day LSH rule of `near_duplicates`, this one the keyed rule, so borderline pairs may
 differ). Printed per N and step: wall time, the largest process (peak RSS, sampled with VmHWM
-as in perf.py), CPU time of the process tree / wall (2.0 = both cores busy all the time), and
+as in perf.py; and the largest sampled anonymous memory of a process, RssAnon: the resident
+set without file pages such as the memory-mapped spill files), CPU time of the process tree / wall (2.0 = both cores busy all the time), and
 the invariant check of perf.py. A final line per step gives the ratios to the first N (goals:
 largest process within 1.3x, time linear in N, CPU/wall >= 1.6). `--profile` runs each N in
 one process under cProfile instead and prints the top functions.
@@ -97,6 +98,7 @@ def one(n: int, step: str, code: Path | None, args, workdir: Path, pool_cache: d
     cpu = cpu_seconds() - c0
     r = {"n": n, "step": step, "blocks": meta["blocks"], "feed_mb": round(meta["bytes"] / MB, 1), "rc": run["rc"],
          "seconds": round(run["seconds"], 1), "largest_process_mb": round(run["peak_rss_max_process"] / MB),
+         "largest_anon_mb": round(run["peak_anon_max_process"] / MB),
          "sum_of_processes_mb": round(run["peak_rss_total"] / MB), "processes": len(run["per_process"]),
          "cpu_seconds": round(cpu, 1), "cpu_per_wall": round(cpu / run["seconds"], 2)}
     if run["rc"] == 0:
@@ -106,7 +108,8 @@ def one(n: int, step: str, code: Path | None, args, workdir: Path, pool_cache: d
         r["event_days"] = check.get("event_days")
     else:
         print((workdir / f"pipeline-n{n}-{step}.log").read_text()[-3000:], file=sys.stderr)
-    print(f"   {r['seconds']} s, largest process {r['largest_process_mb']} MB (sum {r['sum_of_processes_mb']} MB, "
+    print(f"   {r['seconds']} s, largest process {r['largest_process_mb']} MB (anonymous memory "
+          f"{r['largest_anon_mb']} MB, sampled), sum {r['sum_of_processes_mb']} MB ("
           f"{r['processes']} processes), CPU {r['cpu_seconds']} s = {r['cpu_per_wall']} x wall, "
           f"invariant {r.get('invariant')}, event days {r.get('event_days')}", flush=True)
     print(json.dumps(r, separators=(",", ":")), flush=True)
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"step": step, "ratios_to_first": {f"{r['n']}/{b['n']}": {
                 "n": round(r["n"] / b["n"], 2), "time": round(r["seconds"] / b["seconds"], 2),
                 "largest_process": round(r["largest_process_mb"] / max(b["largest_process_mb"], 1), 2),
+                "largest_anon": round(r["largest_anon_mb"] / max(b["largest_anon_mb"], 1), 2),
             } for r in mine[1:]}}, separators=(",", ":")))
     return 0 if all(r["rc"] == 0 and r.get("invariant") is True for r in results) else 1
 

@@ -463,7 +463,10 @@ def check_output(out: Path, blocks: int) -> dict:
 
 class TreeSampler(threading.Thread):
     """Samples the RSS of a process and all its descendants every `interval` seconds; a
-    process's peak is the larger of its sampled RSS and the kernel's high-water mark (VmHWM)."""
+    process's peak is the larger of its sampled RSS and the kernel's high-water mark (VmHWM).
+    Also the sampled peak of each process's anonymous memory (RssAnon: the RSS without file
+    pages such as memory-mapped spill files, which the kernel can drop; no high-water mark
+    exists for it, so a spike between two samples is missed)."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
@@ -475,6 +478,7 @@ class TreeSampler(threading.Thread):
         self.stop = threading.Event()
         self.peak_total = 0
         self.peaks: dict[int, tuple[int, str]] = {}  # pid -> (peak rss, short command line)
+        self.anon: dict[int, int] = {}  # pid -> sampled peak RssAnon
         self.samples = 0
 
     def _label(self, p) -> str:
@@ -488,17 +492,20 @@ class TreeSampler(threading.Thread):
         return os.path.basename(cmd[0]) if cmd else "?"
 
     @staticmethod
-    def _high_water(pid: int) -> int:
-        """The kernel's peak RSS of the process so far (VmHWM, Linux): catches what rises and
-        falls between two samples. 0 where /proc is not there."""
+    def _status(pid: int) -> tuple[int, int]:
+        """(VmHWM, RssAnon) of the process in bytes (Linux /proc; 0 where it is not there).
+        VmHWM, the kernel's peak RSS so far, catches what rises and falls between samples."""
+        hwm = anon = 0
         try:
             with open(f"/proc/{pid}/status", "rb") as f:
                 for line in f:
                     if line.startswith(b"VmHWM:"):
-                        return int(line.split()[1]) * 1024
+                        hwm = int(line.split()[1]) * 1024
+                    elif line.startswith(b"RssAnon:"):
+                        anon = int(line.split()[1]) * 1024
         except OSError:
             pass
-        return 0
+        return hwm, anon
 
     def sample(self) -> None:
         psutil = self._psutil
@@ -513,7 +520,9 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 continue
             total += rss
-            peak = max(rss, self._high_water(p.pid))
+            hwm, anon = self._status(p.pid)
+            self.anon[p.pid] = max(self.anon.get(p.pid, 0), anon)
+            peak = max(rss, hwm)
             prev = self.peaks.get(p.pid)
             if prev is None:
                 self.peaks[p.pid] = (peak, self._label(p))
@@ -558,6 +567,7 @@ def run_pipeline(feed: Path, out: Path, extra: list[str], log: Path, code: Path 
         "seconds": seconds,
         "peak_rss_total": sampler.peak_total,
         "peak_rss_max_process": per_process[0][0] if per_process else 0,
+        "peak_anon_max_process": max(sampler.anon.values(), default=0),
         "per_process": [{"pid": pid, "cmd": label, "peak_rss": rss} for rss, pid, label in per_process],
         "ru_maxrss_children": ru * 1024,
         "ru_maxrss_run": own.ru_maxrss * 1024,
