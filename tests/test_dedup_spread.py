@@ -315,6 +315,22 @@ def test_coalesce_puts_a_small_day_in_fewer_groups_and_a_fingerprint_in_one():
     assert {k: (n, len(items)) for k, (n, items) in full.items()} == {f"2022-02-20/{s:04d}": (8, 1) for s in range(8)}
 
 
+def _earlier_day(tmp_path, seed: int, n: int, articles: int, copied: int, fresh: str):
+    """A day's earlier feed (n texts over `articles` articles, every 4th credited again by
+    another source) and a later feed of 2 rows on the same day: a copy of text `copied` and
+    the text `fresh`. -> (old rows, new rows, old feed path, new feed path)."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(400)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 16)))) for _ in range(n)]
+    old = [{"article_id": f"a{i % articles}", "text": t, "source": "s",
+            "published_at": f"2024-03-01T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"} for i, t in enumerate(texts)]
+    old += [{"article_id": f"c{i}", "text": texts[i] + " (AP)", "source": "t",
+             "published_at": "2024-03-01T21:00:00+00:00"} for i in range(0, n, 4)]
+    new = [{"article_id": "b0", "text": texts[copied], "source": "u", "published_at": "2024-03-01T23:00:00+00:00"},
+           {"article_id": "b1", "text": fresh, "source": "u", "published_at": "2024-03-01T23:30:00+00:00"}]
+    return old, new, _feed(tmp_path / "old.jsonl", old), _feed(tmp_path / "new.jsonl", new)
+
+
 @pytest.mark.parametrize("spill", ["on", "off"], ids=["spill-files", "runner-shuffle"])
 def test_new_articles_on_a_day_with_earlier_rows_keep_the_earlier_rows(tmp_path, monkeypatch, spill):
     """An incremental run whose new articles land on a day that already has rows: every
@@ -323,17 +339,7 @@ def test_new_articles_on_a_day_with_earlier_rows_keep_the_earlier_rows(tmp_path,
     groups here, of which the 2 new rows reach at most 2; through the runner's shuffle over
     every shard (16)."""
     monkeypatch.setattr(dedup_spread, "day_shard_count", lambda rows, shards: min(shards, 4))
-    rng = np.random.default_rng(11)
-    words = [f"w{i}" for i in range(400)]
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 16)))) for _ in range(40)]
-    old = [{"article_id": f"a{i % 9}", "text": t, "source": "s",
-            "published_at": f"2024-03-01T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"} for i, t in enumerate(texts)]
-    old += [{"article_id": f"c{i}", "text": texts[i] + " (AP)", "source": "t",
-             "published_at": "2024-03-01T21:00:00+00:00"} for i in range(0, 40, 4)]
-    new = [{"article_id": "b0", "text": texts[3], "source": "u", "published_at": "2024-03-01T23:00:00+00:00"},
-           {"article_id": "b1", "text": "an entirely new paragraph about the harbour", "source": "u",
-            "published_at": "2024-03-01T23:30:00+00:00"}]
-    f1, f2 = _feed(tmp_path / "old.jsonl", old), _feed(tmp_path / "new.jsonl", new)
+    old, new, f1, f2 = _earlier_day(tmp_path, 11, 40, 9, 3, "an entirely new paragraph about the harbour")
     common = ["--event-time", "published", "--spill", spill]
     run_pipeline([f1, f2], tmp_path / "once", *common)
     run_pipeline([f1], tmp_path / "inc", *common)
@@ -363,17 +369,7 @@ def test_a_few_new_rows_on_a_big_earlier_day_spread_it_and_each_group_reads_its_
         return got
 
     monkeypatch.setattr(state.PriorDays, "untouched", untouched)
-    rng = np.random.default_rng(17)
-    words = [f"w{i}" for i in range(400)]
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(6, 16)))) for _ in range(44)]
-    old = [{"article_id": f"a{i % 11}", "text": t, "source": "s",
-            "published_at": f"2024-03-01T{8 + i % 10:02d}:{i % 60:02d}:00+00:00"} for i, t in enumerate(texts)]
-    old += [{"article_id": f"c{i}", "text": texts[i] + " (AP)", "source": "t",
-             "published_at": "2024-03-01T21:00:00+00:00"} for i in range(0, 44, 4)]
-    new = [{"article_id": "b0", "text": texts[5], "source": "u", "published_at": "2024-03-01T23:00:00+00:00"},
-           {"article_id": "b1", "text": "a paragraph nobody wrote before", "source": "u",
-            "published_at": "2024-03-01T23:30:00+00:00"}]
-    f1, f2 = _feed(tmp_path / "old.jsonl", old), _feed(tmp_path / "new.jsonl", new)
+    old, new, f1, f2 = _earlier_day(tmp_path, 17, 44, 11, 5, "a paragraph nobody wrote before")
     common = ["--event-time", "published", "--spill", "on"]
     run_pipeline([f1, f2], tmp_path / "once", *common)
     run_pipeline([f1], tmp_path / "inc", *common)
