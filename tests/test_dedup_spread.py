@@ -358,7 +358,7 @@ def test_a_few_new_rows_on_a_big_earlier_day_spread_it_and_each_group_reads_its_
     from transforms import state
 
     monkeypatch.setattr(dedup_spread, "ROWS_PER_SHARD", 15)
-    monkeypatch.setattr(state, "PRIOR_BATCH_ROWS", 7, raising=False)
+    monkeypatch.setattr(state, "PRIOR_BATCH_ROWS", 7)
     calls = whole_day_calls(monkeypatch)
     reads = []
     real = state.PriorDays.untouched
@@ -383,3 +383,21 @@ def test_a_few_new_rows_on_a_big_earlier_day_spread_it_and_each_group_reads_its_
     assert sum(n for _, _, n, _ in earlier) == earlier[0][3] == len(old)  # shares add up to the day
     assert max(n for _, _, n, _ in earlier) < len(old)
     assert _tables(tmp_path / "inc") == _tables(tmp_path / "once")
+
+
+def test_the_day_shuffle_writes_a_spill_batch_per_day_and_table(tmp_path):
+    """WindowByDay with spill files and shards (batch runs): each input table's file holds one
+    record batch per event day (its shards row ranges of it), not one per (day, shard)."""
+    t1 = mixed(2, 120)
+    t2 = t1.set_column(t1.schema.get_field_index("event_time"), "event_time",
+                       pc.add(t1.column("event_time"), pa.scalar(dt.timedelta(days=1))))
+    both = pa.concat_tables([t1, t2])  # one input table with rows on two days
+    spill = tmp_path / "spill"
+    with TestPipeline() as p:
+        days = p | beam.Create([both]) | WindowByDay(spill=str(spill), shards=4)
+        got = (days["days"] | beam.WindowInto(GlobalWindows())
+               | beam.MapTuple(lambda day, lists: (day, sorted(s for lst in lists for s, _ in lst))))
+        assert_that(got, equal_to([("2022-02-20", [0, 1, 2, 3]), ("2022-02-21", [0, 1, 2, 3])]))
+    files = list(spill.glob("*.arrow"))
+    assert len(files) == 1
+    assert pa.ipc.open_file(pa.memory_map(str(files[0]))).num_record_batches == 2

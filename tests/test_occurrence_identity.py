@@ -260,7 +260,7 @@ def test_redelivery_marks_and_event_ids_match_a_row_by_row_reading():
 
     blocks = t.append_column("position", pa.array([rnd.randrange(3) for _ in range(n)], pa.int32())).append_column(
         "line", pa.array([rnd.randrange(50) for _ in range(n)], pa.int64()))
-    out = dedup_snapshots(blocks.slice(7))  # a slice: its offsets must be honoured
+    out = dedup_snapshots(blocks.slice(7))  # a slice of the table
     assert out.num_rows == n - 7
     prev, ids, dup = None, [], []
     for r in out.to_pylist():

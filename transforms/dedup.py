@@ -110,7 +110,7 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
 
     Rows come back sorted by article, fingerprint and priority; the first of each run is kept
     (`is_dup` False), later ones are repeats. A repeat of the same occurrence (same article,
-    update, publication time and canonical text: `_occurrence_keys`) is a redelivery:
+    update, publication time and canonical text: `OCCURRENCE_KEY`) is a redelivery:
     `redelivered` (and `is_dup`) True; it becomes no row, only a count in `quality.redelivered`.
     A repeat from another update (a re-scrape published later) stays a duplicate.
 

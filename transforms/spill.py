@@ -81,9 +81,10 @@ def write_ranges(folder: str, table: pa.Table, keys: np.ndarray,
     keys together (`tables_of` reads adjacent ranges of a batch as one slice): measured on the
     28-day 1M feed, the day shuffle wrote about 40 record batches per table and day (one per
     fingerprint shard) and its readers got days of ~1,800 chunks (BENCHMARKS.md). A batch per
-    day, not per file, keeps a day's columns close together: memory-mapped reads fault in
-    pages around each range (the kernel's read-around), and with one batch per file the ranges
-    of a day were spread over every column of it (~400 MB of file pages mapped for a 36 MB day)."""
+    day, not per file, keeps a day's columns close together: a memory-mapped read maps the
+    page cache around it (on this machine's kernel whole large folios, up to ~1 MB per read),
+    and with one batch per file the ranges of a day were spread over every column of it
+    (~400 MB of file pages mapped for a 36 MB day)."""
     if table.num_rows == 0:
         return []
     order = np.argsort(keys, kind="stable")

@@ -195,7 +195,10 @@ class PriorDays:
             return None
         if "://" not in path:
             return pq.ParquetFile(path)
-        with FileSystems.open(path, compression_type="uncompressed") as f:  # an object store: the file's bytes
+        f = FileSystems.open(path, compression_type="uncompressed")
+        if f.seekable():  # Beam's S3/GCS readers are: only the footer and the row groups read are fetched
+            return pq.ParquetFile(f)
+        with f:  # otherwise the file's bytes
             return pq.ParquetFile(io.BytesIO(f.read()))
 
     def untouched(self, day: str, exclude: pa.Array | None = None, keep=None) -> pa.Table | None:

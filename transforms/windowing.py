@@ -59,7 +59,8 @@ def resolve_event_times(table: pa.Table, resolver: Resolver | None = None) -> pa
         at = kept_idx[found]
         event_us[at] = resolved.filter(pa.array(found)).to_numpy()
         from_text[at] = True
-    # every row takes its kept row's time: the kept row of its event_id (a hash lookup in Arrow)
+    # every row takes its kept row's time: the kept row of its event_id (a hash lookup in Arrow;
+    # DedupSnapshots gives each event_id one kept row)
     ids = table.column("event_id")
     kept_ids = ids.filter(pa.array(kept_mask))
     kept_ids = kept_ids.combine_chunks() if isinstance(kept_ids, pa.ChunkedArray) else kept_ids
