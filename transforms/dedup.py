@@ -130,10 +130,9 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
             stale = pc.and_(old, pc.is_in(keys, value_set=new_keys.combine_chunks()
                                           if isinstance(new_keys, pa.ChunkedArray) else new_keys))
             table = table.filter(pc.invert(stale))
-    t = table.take(pc.sort_indices(table, SNAPSHOT_ORDER)).combine_chunks()
+    t = table.take(pc.sort_indices(table, SNAPSHOT_ORDER))
     n = t.num_rows
-    arts, fps = t.column("article_id").chunks, t.column("fingerprint").chunks
-    arts, fps = (arts[0] if arts else pa.array([], pa.string())), (fps[0] if fps else pa.array([], pa.string()))
+    arts, fps = t.column("article_id").combine_chunks(), t.column("fingerprint").combine_chunks()
     first = np.ones(n, dtype=bool)  # the first row of each (article, fingerprint) run is kept
     if n > 1:
         first[1:] = pc.or_(pc.not_equal(arts[1:], arts[:-1]), pc.not_equal(fps[1:], fps[:-1])).to_numpy(

@@ -55,22 +55,13 @@ class SpillRef(NamedTuple):
 
 
 def write_sorted(folder: str, table: pa.Table, keys: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-    """Write `table`'s rows sorted by `keys` (stable) as one record batch of a new IPC file;
-    returns (path, the distinct keys ascending, bounds: key i's rows are [bounds[i],
-    bounds[i + 1])): the rows of any run of keys are then one `SpillRef(path, 0, 1, rows,
-    offset)`, chosen after writing."""
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    distinct, starts = np.unique(sorted_keys, return_index=True)
-    batch = table.take(pa.array(order)).combine_chunks().to_batches()[0]
-    path = f"{folder.rstrip('/')}/{uuid.uuid4().hex}.arrow"
-    sink = _open_sink(path)
-    try:
-        with pa.ipc.new_file(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-    finally:
-        sink.close()
-    return path, distinct, np.append(starts, len(keys))
+    """Write `table`'s rows sorted by `keys` (stable) as one record batch of a new IPC file
+    (`write_ranges`); returns (path, the distinct keys ascending, bounds: key i's rows are
+    [bounds[i], bounds[i + 1])): the rows of any run of keys are then one `SpillRef(path, 0,
+    1, rows, offset)`, chosen after writing. `table` must have rows."""
+    refs = write_ranges(folder, table, keys)
+    return (refs[0][1].path, np.array([k for k, _ in refs]),
+            np.array([r.offset for _, r in refs] + [table.num_rows], np.int64))
 
 
 def write_ranges(folder: str, table: pa.Table, keys: np.ndarray,
@@ -91,23 +82,23 @@ def write_ranges(folder: str, table: pa.Table, keys: np.ndarray,
     distinct, starts = np.unique(keys[order], return_index=True)
     bounds = np.append(starts, len(keys))
     ordered = table.take(pa.array(order)).combine_chunks()
-    labels = [batch_of(k.item() if hasattr(k, "item") else k) for k in distinct] if batch_of else [None] * len(distinct)
+    names = [k.item() if hasattr(k, "item") else k for k in distinct]
+    labels = [batch_of(k) for k in names] if batch_of else [None] * len(names)
     path = f"{folder.rstrip('/')}/{uuid.uuid4().hex}.arrow"
     sink = _open_sink(path)
     out = []
     try:
         with pa.ipc.new_file(sink, ordered.schema) as writer:
             batch, first_row = -1, 0
-            for i, k in enumerate(distinct):
+            for i, k in enumerate(names):
                 if i == 0 or labels[i] != labels[i - 1]:  # a new batch: this key and the next ones of its label
                     j = i
-                    while j + 1 < len(distinct) and labels[j + 1] == labels[i]:
+                    while j + 1 < len(names) and labels[j + 1] == labels[i]:
                         j += 1
                     batch, first_row = batch + 1, int(bounds[i])
                     (rows,) = ordered.slice(first_row, int(bounds[j + 1]) - first_row).to_batches()  # one chunk
                     writer.write_batch(rows)
-                out.append((k.item() if hasattr(k, "item") else k,
-                            SpillRef(path, batch, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i]) - first_row)))
+                out.append((k, SpillRef(path, batch, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i]) - first_row)))
     finally:
         sink.close()
     return out
@@ -147,14 +138,14 @@ def write_groups(folder: str, table: pa.Table, keys: np.ndarray) -> list[tuple[o
 
 
 def key_groups(table: pa.Table, keys: np.ndarray, folder: str | None,
-               ranges=False) -> Iterable[tuple[object, object]]:
+               batch_of: Callable[[object], object] | None = None) -> Iterable[tuple[object, object]]:
     """(key, rows of that key) per distinct key, keys ascending: the rows as a spill reference
-    when there is a spill `folder` (with `ranges`, a row range of a sorted batch:
-    `write_ranges`, one batch per run of keys with the same `ranges(key)` when it is a
-    function), else as a table (what goes into a shuffle either way)."""
+    when there is a spill `folder` (with `batch_of`, a row range of the batch of its run of
+    keys with the same `batch_of(key)`: `write_ranges`), else as a table (what goes into a
+    shuffle either way)."""
     if folder:
-        if ranges:
-            yield from write_ranges(folder, table, keys, ranges if callable(ranges) else None)
+        if batch_of is not None:
+            yield from write_ranges(folder, table, keys, batch_of)
         else:
             yield from write_groups(folder, table, keys)
         return
@@ -212,9 +203,9 @@ def _adjacent_joined(refs: list[SpillRef]) -> list[SpillRef]:
     return out
 
 
-def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, bundle=None, ranges=False):
+def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, bundle=None, batch_of=None):
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    pairs = key_groups(table, keys(table), folder, ranges)
+    pairs = key_groups(table, keys(table), folder, batch_of)
     return bundle(list(pairs)) if bundle is not None else pairs
 
 
@@ -243,10 +234,10 @@ class GroupTables(beam.PTransform):
     windows, that join the grouping as they are (an empty table makes a key's group exist).
     `references=True` gives each key's items as grouped (spill references and/or tables, for
     `tables_of` later) instead of tables: for a step that regroups them before reading.
-    `ranges=True` writes each input table's spill file as one batch sorted by key, a key's
-    rows being a row range of it (`write_ranges`), and `ranges=f` one batch per run of keys
-    with the same `f(key)`: for a step that reads runs of adjacent keys together (their
-    ranges become one slice).
+    `batch_of`, when given, writes each input table's spill file as one batch per run of keys
+    with the same `batch_of(key)`, a key's rows being a row range of its batch
+    (`write_ranges`): for a step that reads runs of adjacent keys together (their ranges
+    become one slice).
 
     Example: `(blocks, prior) | GroupTables(lambda t: shard(t["article_id"]), spill)` gives
     `(shard, [tables])`, each shard's rows of both inputs together.
@@ -254,14 +245,15 @@ class GroupTables(beam.PTransform):
 
     def __init__(self, keys: Callable[[pa.Table], np.ndarray], spill: str | None = None,
                  between: beam.PTransform | None = None, present=None, references: bool = False,
-                 bundle: Callable[[list], Iterable] | None = None, ranges=False):
+                 bundle: Callable[[list], Iterable] | None = None,
+                 batch_of: Callable[[object], object] | None = None):
         super().__init__()
         self._keys, self._spill, self._between, self._present = keys, spill, between, present
-        self._references, self._bundle, self._ranges = references, bundle, ranges
+        self._references, self._bundle, self._batch_of = references, bundle, batch_of
 
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._bundle, self._ranges)
+        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._bundle, self._batch_of)
                  for i, pcoll in enumerate(inputs)]
         rows = keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0]
         beside = None

@@ -74,12 +74,25 @@ def index_path(root: str, shard: int) -> str:
     return f"{root}/{ARTICLES}/shard={shard:03d}/part-0.parquet"
 
 
-def read_table(path: str) -> pa.Table | None:
-    """A Parquet file read through Beam's FileSystems, or None when there is none."""
+def parquet_file(path: str) -> pq.ParquetFile | None:
+    """A Parquet file opened through Beam's FileSystems (a seekable stream, as Beam's S3/GCS
+    readers are: only the footer and the row groups read are fetched; else its bytes), or
+    None when there is none."""
     if not FileSystems.exists(path):
         return None
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return pq.read_table(io.BytesIO(f.read()))
+    if "://" not in path:
+        return pq.ParquetFile(path)
+    f = FileSystems.open(path, compression_type="uncompressed")
+    if f.seekable():
+        return pq.ParquetFile(f)
+    with f:
+        return pq.ParquetFile(io.BytesIO(f.read()))
+
+
+def read_table(path: str) -> pa.Table | None:
+    """A Parquet file read through Beam's FileSystems, or None when there is none."""
+    f = parquet_file(path)
+    return None if f is None else f.read()
 
 
 def for_snapshots(table: pa.Table, from_state: bool) -> pa.Table:
@@ -186,20 +199,8 @@ class PriorDays:
     def rows(self, day: str) -> int:
         """How many earlier occurrences the day has (the Parquet footer's count; 0 without state)."""
         use_filesystem_options(self.fs_options)
-        f = self._file(day)
+        f = parquet_file(occurrences_path(self.root, day))
         return 0 if f is None else f.metadata.num_rows
-
-    def _file(self, day: str) -> pq.ParquetFile | None:
-        path = occurrences_path(self.root, day)
-        if not FileSystems.exists(path):
-            return None
-        if "://" not in path:
-            return pq.ParquetFile(path)
-        f = FileSystems.open(path, compression_type="uncompressed")
-        if f.seekable():  # Beam's S3/GCS readers are: only the footer and the row groups read are fetched
-            return pq.ParquetFile(f)
-        with f:  # otherwise the file's bytes
-            return pq.ParquetFile(io.BytesIO(f.read()))
 
     def untouched(self, day: str, exclude: pa.Array | None = None, keep=None) -> pa.Table | None:
         """The day's earlier occurrences without those of the articles in `exclude` (article
@@ -207,18 +208,18 @@ class PriorDays:
         given, is a row mask (a group's share of the day): the file is then read and filtered
         batch by batch, so that a group holds its share, not the whole earlier day."""
         use_filesystem_options(self.fs_options)
-        f = self._file(day)
+        f = parquet_file(occurrences_path(self.root, day))
         if f is None:
             return None
 
-        def kept(t: pa.Table, masks: bool) -> pa.Table:
+        def mine(t: pa.Table) -> pa.Table:
             if exclude is not None and len(exclude):
                 t = t.filter(pc.invert(pc.is_in(t.column("article_id"), value_set=exclude)))
-            return t.filter(pa.array(keep(t))) if masks and keep is not None and t.num_rows else t
+            return t.filter(pa.array(keep(t))) if keep is not None and t.num_rows else t
 
         if keep is None or "redelivered" not in f.schema_arrow.names:  # whole (and legacy state, migrated whole)
-            return kept(upgrade_occurrences(kept(f.read(), False)), True)
-        parts = [kept(pa.Table.from_batches([b]), True) for b in f.iter_batches(batch_size=PRIOR_BATCH_ROWS)]
+            return mine(upgrade_occurrences(f.read()))
+        parts = [mine(pa.Table.from_batches([b])) for b in f.iter_batches(batch_size=PRIOR_BATCH_ROWS)]
         return upgrade_occurrences(pa.concat_tables(parts) if parts else f.schema_arrow.empty_table())
 
 

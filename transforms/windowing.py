@@ -317,6 +317,6 @@ class WindowByDay(beam.PTransform):
         keys = functools.partial(day_shard_keys, shards=shards) if shards else day_keys
         grouped = tables | "GroupByDay" >> GroupTables(
             keys, self._spill, between=_StampAndWindow(self._lateness, self._streaming), present=present,
-            references=bool(shards), bundle=bundle, ranges=day_of if bundle is not None else False)
+            references=bool(shards), bundle=bundle, batch_of=day_of if bundle is not None else None)
         rejects = grouped[LATE] | "LateRejects" >> beam.FlatMapTuple(late_rejects)
         return {"days": grouped["groups"], LATE: rejects}
