@@ -1,6 +1,7 @@
 """The same feed on the local runner, on Flink and on Spark, side by side in one run (issue 12).
 
-    .venv/bin/python benchmarks/engines.py 1000000 [--engines local,flink,spark] [--one-day] [--keep --workdir DIR]
+    .venv/bin/python benchmarks/engines.py 1000000 [--engines local,flink,spark] [--one-day] [--run-args '--spill on']
+        [--keep --workdir DIR]
 
 For each N: the update feed of benchmarks/perf.py (same generator, same seed; with --one-day
 the one-day feed of benchmarks/oneday.py, run with `--event-time published` so that the whole
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,12 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--one-day", action="store_true",
                     help="the one-day feed of oneday.py (--event-time published: one event day)")
+    ap.add_argument("--run-args", default="",
+                    help="more options for every engine's `newsevents run`, e.g. '--spill on' (spill files "
+                         "on Flink and Spark too: their workers share this machine's disk)")
     args = ap.parse_args(argv)
     extra = []
     if args.one_day:
         import oneday  # noqa: F401  (sets perf's generator to one UTC day)
 
         extra = ["--event-time", "published"]
+    extra += shlex.split(args.run_args)
     engines = [e for e in args.engines.split(",") if e]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="newsevents-engines-"))
     workdir.mkdir(parents=True, exist_ok=True)
