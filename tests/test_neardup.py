@@ -192,6 +192,47 @@ def test_near_identical_crowd_is_one_cluster():
     assert (r.rep == 0).all()
 
 
+def _every_candidate_verified(texts, threshold=DEFAULT_THRESHOLD):
+    """The keyed rule's clusters with every candidate pair verified (no rounds): the reference."""
+    arr = pa.array(texts, pa.large_string())
+    sets = nd._shingle_sets(arr, nd.DEFAULT_SHINGLE, 1, True)
+    rows_of = np.flatnonzero(sets.size > 0)
+    sk = nd._sketch(sets, rows_of, nd.DEFAULT_NUM_PERM, nd.DEFAULT_ROWS, 1, True)
+    ci, cj = nd._candidates(sk, nd.MAX_BUCKET_NEIGHBOURS)
+    k, _ = nd.verify_pairs(sets, sk.sig8, rows_of[ci], rows_of[cj], ci, cj, threshold)
+    return nd._components(len(texts), rows_of[ci[k]], rows_of[cj[k]]), len(ci)
+
+
+def test_rounds_give_the_clusters_of_every_candidate_and_verify_far_fewer(monkeypatch):
+    # 30 stories, each with 120 copies with one or two words changed (buckets far above the
+    # 64-neighbour cap; some copies join only through others), and unrelated texts between
+    rng = np.random.default_rng(11)
+    vocab = [f"w{k}" for k in range(3000)]
+    texts = []
+    for story in range(30):
+        base = list(rng.choice(vocab, 24, replace=False))
+        for _ in range(120):
+            w = list(base)
+            for at in rng.choice(24, int(rng.integers(1, 3)), replace=False):
+                w[at] = str(rng.choice(vocab))
+            texts.append(" ".join(w))
+        texts.append(" ".join(rng.choice(vocab, 24)))
+    texts = [texts[k] for k in rng.permutation(len(texts))]
+    want, candidates = _every_candidate_verified(texts)
+    verified = []
+    real = nd.verify_pairs
+
+    def counting(sets, sig8, ti, tj, *args, **kwargs):
+        verified.append(len(ti))
+        return real(sets, sig8, ti, tj, *args, **kwargs)
+
+    monkeypatch.setattr(nd, "verify_pairs", counting)
+    got = near_duplicates(texts, keyed=True)
+    assert got.rep.tolist() == want.tolist()
+    assert np.bincount(want).max() >= 100  # big clusters: the case rounds are for
+    assert len(verified) >= 2 and sum(verified) < candidates / 4, (verified, candidates)
+
+
 # ------------------------------------------------------------------ short texts, empty input, arguments
 
 

@@ -66,8 +66,8 @@ import pyarrow.compute as pc
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
 from transforms.dedup import PRIORITY, NearDetector, day_counters, dedup_day, prior_rows
-from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, bucket_pairs, components, first_shared_pairs, in_runs,
-                                pair_codes, set_scores, sets_of, sketch_texts, verify_pairs)
+from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, BucketRuns, components, edges_in_rounds, first_shared_pairs,
+                                in_runs, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
 from transforms.spill import SpillRef, key_groups, tables_of, write_groups, write_sorted
 from transforms.state import OCCURRENCES, index_rows
@@ -335,18 +335,29 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     b2, h2 = band[order], hsh[order]
     label = np.zeros(len(order), np.int64)
     label[1:] = np.cumsum((b2[1:] != b2[:-1]) | (h2[1:] != h2[:-1]))
-    p, q = bucket_pairs(label, neighbours)
-    if not len(p):
+    runs = BucketRuns.of(label, node_at[order], b2)  # node rows; in a bucket, in priority order
+    if runs is None:
         return None
-    a, b = node_at[order[p]], node_at[order[q]]  # node rows; a before b in priority
     bt = _fixed(nodes.field("bands"), np.uint64)
-    a, b = first_shared_pairs(pair_codes(a, b, m, b2[p], bt.shape[1]), m, bt)
     sig8 = _fixed(nodes.field("sig"), np.uint8)
-    k, _ = verify_pairs(sets_of(nodes.field("set")), sig8, a, b, a, b, near.threshold, sig8.shape[1])
-    if not len(k):
+    decoded = {}  # the shingle sets, decoded at the first verification
+
+    def candidates(lo, hi, comp):
+        codes = runs.pair_codes(lo, hi, m, bt.shape[1], comp)
+        if not codes:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return first_shared_pairs(np.concatenate(codes), m, bt)
+
+    def verify(a, b):
+        if "sets" not in decoded:
+            decoded["sets"] = sets_of(nodes.field("set"))
+        return verify_pairs(decoded["sets"], sig8, a, b, a, b, near.threshold, sig8.shape[1])[0]
+
+    a, b = edges_in_rounds(m, neighbours, candidates, verify)
+    if not len(a):
         return None
     by_rank = np.argsort(rank)
-    root = by_rank[components(m, rank[a[k]], rank[b[k]])[rank]]  # node row of its local first
+    root = by_rank[components(m, rank[a], rank[b])[rank]]  # node row of its local first
     involved = np.flatnonzero(root != np.arange(m))
     involved = np.union1d(involved, root[involved])
     out = nodes.table(STAR_SIDE, involved)

@@ -64,7 +64,11 @@ Method
    value: b-bit MinHash) more than 4 standard deviations below the lowest Jaccard that
    could still reach the threshold with those set sizes (a pair that can reach it is lost
    with probability < 1e-4). Survivors get their exact score (binary search of the smaller
-   set's keys among the other text's keys); pairs scoring >= `threshold` are edges.
+   set's keys among the other text's keys); pairs scoring >= `threshold` are edges. The
+   keyed rule tests and verifies its candidates in rounds of growing bucket distance
+   (`DISTANCE_ROUNDS`: the next member first, then the 2nd-4th, ...), leaving out pairs the
+   earlier rounds' edges already connect: the components are the same, and a bucket of
+   near-identical copies is chained by its first round instead of verifying 64 pairs per text.
 6. Clusters: connected components of the edges (vectorised union-find: hooking and pointer
    jumping). The kept row is the smallest index of the component (the caller sorted by
    keep priority). `similarity[i]` is the exact score of i against its kept row,
@@ -407,27 +411,79 @@ def _runs(same: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return pos, left, int(run_len.max())
 
 
-def bucket_pairs(bucket: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (p, q), p < q, of members of the same bucket: `bucket` holds one bucket label
-    per member, sorted, with the members of a bucket in keep-priority order; each member is
-    paired with the next `neighbours` members of its bucket (so a bucket of m members costs
-    O(m), never O(m**2); the near-identical texts that fill big buckets still chain)."""
-    n = len(bucket)
-    empty = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if n < 2:
-        return empty
-    same = bucket[1:] == bucket[:-1]
-    if not same.any():
-        return empty
-    pos, left, longest = _runs(same)
-    ps, qs = [], []
-    for d in range(1, min(neighbours, longest - 1) + 1):
-        sel = np.flatnonzero(left >= d)
-        if not len(sel):
+@dataclass
+class BucketRuns:
+    """The members of band buckets with two or more members: `members` (row numbers, a
+    bucket's members adjacent and in keep-priority order), `left` (members of its bucket after
+    each), `longest` bucket, `band` (one band, or one per member). Each member is paired with
+    the next MAX_BUCKET_NEIGHBOURS members of its bucket only (`pair_codes`), so a bucket of m
+    members costs O(m), never O(m**2); the near-identical texts that fill big buckets still
+    chain."""
+
+    band: Union[int, np.ndarray]
+    members: np.ndarray
+    left: np.ndarray
+    longest: int
+
+    @classmethod
+    def of(cls, bucket: np.ndarray, rows: np.ndarray, band) -> "BucketRuns | None":
+        """`bucket` labels sorted (a bucket's rows `rows` in priority order), `band` per position
+        or one for all."""
+        if len(bucket) < 2:
+            return None
+        same = bucket[1:] == bucket[:-1]
+        if not same.any():
+            return None
+        pos, left, longest = _runs(same)
+        return cls(band if np.isscalar(band) else np.asarray(band)[pos], rows[pos], left, longest)
+
+    def pair_codes(self, lo: int, hi: int, m: int, n_bands: int, label: np.ndarray | None):
+        """`pair_codes` of the pairs of members d apart, lo <= d <= hi, whose rows `label`
+        (a component label per row) puts in different components."""
+        out = []
+        for d in range(lo, min(hi, self.longest - 1) + 1):
+            sel = np.flatnonzero(self.left >= d)
+            if not len(sel):
+                break
+            i, j = self.members[sel], self.members[sel + d]
+            band = self.band if np.isscalar(self.band) else self.band[sel]
+            if label is not None:
+                apart = label[i] != label[j]
+                i, j = i[apart], j[apart]
+                band = band if np.isscalar(band) else band[apart]
+            if len(i):
+                out.append(pair_codes(i, j, m, band, n_bands))
+        return out
+
+
+# Candidate pairs (keyed rule) are tested and verified in rounds of growing bucket distance
+# (d: the d-th next member in a bucket), and a round leaves out the pairs whose two rows the
+# edges of the earlier rounds already connect. The clusters are the same (an edge inside a
+# component changes no component, and similarities are scored against the kept row
+# afterwards); where buckets are full of near-identical copies the first round chains them,
+# so most of each member's MAX_BUCKET_NEIGHBOURS neighbours are never tested or scored.
+DISTANCE_ROUNDS = ((1, 1), (2, 4), (5, 16), (17, 1 << 30))
+
+
+def edges_in_rounds(m: int, neighbours: int, candidates, verify) -> tuple[np.ndarray, np.ndarray]:
+    """The verified edges (i, j) over rows 0..m-1 that give the components all candidate
+    pairs would give: `candidates(lo, hi, label)` -> the candidate pairs (i, j) d apart in
+    their buckets (lo <= d <= hi) not already joined by `label` (None in the first round);
+    `verify(i, j)` -> the indexes of the pairs that are edges (`DISTANCE_ROUNDS`)."""
+    ei, ej = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    label = None
+    for lo, hi in DISTANCE_ROUNDS:
+        if lo > neighbours:
             break
-        ps.append(pos[sel])
-        qs.append(pos[sel + d])
-    return np.concatenate(ps), np.concatenate(qs)
+        i, j = candidates(lo, min(hi, neighbours), label)
+        if not len(i):
+            continue
+        k = verify(i, j)
+        if len(k):
+            ei.append(i[k])
+            ej.append(j[k])
+            label = _components(m, np.concatenate(ei), np.concatenate(ej))
+    return np.concatenate(ei), np.concatenate(ej)
 
 
 def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray,
@@ -451,14 +507,10 @@ def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarr
     return keep
 
 
-def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i < j) of rows with equal 64-bit hashes of at least one band: within the bucket
-    of their first shared band, j is one of the next `neighbours` rows after i in index order
-    (the keyed rule); with `sk.index_bits`, the whole-day rule (`_candidates_indexed`)."""
-    if sk.index_bits:
-        return _candidates_indexed(sk, neighbours)
+def _band_runs(sk: _Sketch) -> list[BucketRuns]:
+    """Per band of a keyed sketch, its buckets of two or more rows, each in index order."""
     n_bands, m = sk.bands.shape
-    out = []
+    runs = []
     for band in range(n_bands):
         order = np.argsort(sk.bands[band])
         sh = sk.bands[band][order]
@@ -471,12 +523,28 @@ def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray
         run = np.cumsum(np.concatenate(([True], ~same[pos[1:] - 1])))  # bucket number, ascending
         key = np.sort(run.astype(_U64) * _U64(m) + order[pos].astype(_U64))
         order[pos] = (key % _U64(m)).astype(np.int64)
-        p, q = bucket_pairs(sh, neighbours)
-        if len(p):
-            out.append(pair_codes(order[p], order[q], m, band, n_bands))
+        runs.append(BucketRuns.of(sh, order, band))
+    return runs
+
+
+def _round_candidates(runs: list[BucketRuns], bt: np.ndarray, lo: int, hi: int, label, feasible=None):
+    """The candidate pairs (keyed rule) d apart in their buckets, lo <= d <= hi, not joined by
+    `label`: found in their first shared band, distinct, ascending."""
+    m, n_bands = bt.shape
+    out = [c for r in runs for c in r.pair_codes(lo, hi, m, n_bands, label)]
     if not out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return first_shared_pairs(np.concatenate(out), m, np.ascontiguousarray(sk.bands.T), feasible)
+    return first_shared_pairs(np.concatenate(out), m, bt, feasible)
+
+
+def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of rows with equal 64-bit hashes of at least one band: within the bucket
+    of their first shared band, j is one of the next `neighbours` rows after i in index order
+    (the keyed rule, every candidate at once; `near_duplicates` tests them in rounds); with
+    `sk.index_bits`, the whole-day rule (`_candidates_indexed`)."""
+    if sk.index_bits:
+        return _candidates_indexed(sk, neighbours)
+    return _round_candidates(_band_runs(sk), np.ascontiguousarray(sk.bands.T), 1, neighbours, None, feasible)
 
 
 def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -800,10 +868,19 @@ def near_duplicates(
         return _agreement_floor(size[rows_of[i]], size[rows_of[j]], threshold, min_containment_shingles,
                                 containment_length_ratio, num_perm) <= 1.0
 
-    ci, cj = _candidates(sk, max_bucket_neighbours, feasible)
-    k, _ = verify_pairs(sets, sk.sig8, rows_of[ci], rows_of[cj], ci, cj, threshold, num_perm,
-                            min_containment_shingles, containment_length_ratio)
-    rep = _components(n, rows_of[ci[k]], rows_of[cj[k]])
+    def verify(ci, cj):
+        return verify_pairs(sets, sk.sig8, rows_of[ci], rows_of[cj], ci, cj, threshold, num_perm,
+                            min_containment_shingles, containment_length_ratio)[0]
+
+    if sk.index_bits:  # the whole-day rule: every candidate verified
+        ci, cj = _candidates(sk, max_bucket_neighbours, feasible)
+        k = verify(ci, cj)
+        ei, ej = ci[k], cj[k]
+    else:
+        runs, bt = _band_runs(sk), np.ascontiguousarray(sk.bands.T)
+        ei, ej = edges_in_rounds(len(rows_of), max_bucket_neighbours,
+                                 lambda lo, hi, label: _round_candidates(runs, bt, lo, hi, label, feasible), verify)
+    rep = _components(n, rows_of[ei], rows_of[ej])
     members = np.flatnonzero(rep != np.arange(n))
     if len(members):
         sim[members] = _scores(sets, rep[members], members, min_containment_shingles, containment_length_ratio)
