@@ -100,7 +100,7 @@ ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similar
                            ("extra", pa.int64())])
 SETS_SCHEMA = pa.schema([("sid", pa.string()), ("set", pa.large_binary())])
 # what the day's cluster group gets per clustered survivor: no texts, no shingle sets
-STAR_SIDE = ["sid", "shard", "count"] + [c for c, _ in PRIORITY]
+STAR_SIDE = ["sid", "shard", "count"]  # and the priority columns, for local roots
 
 
 # ----------------------------------------------------------------------------- plain functions
@@ -360,35 +360,51 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     root = by_rank[components(m, rank[a], rank[b])[rank]]  # node row of its local first
     involved = np.flatnonzero(root != np.arange(m))
     involved = np.union1d(involved, root[involved])
+    local_root = np.searchsorted(involved, root[involved])
     out = nodes.table(STAR_SIDE, involved)
-    return out.append_column("root", pa.array(np.searchsorted(involved, root[involved]).astype(np.int32)))
+    # priority columns for local roots only (null for the others): the day's kept row is the
+    # first of its cluster's local roots (`cluster_assignments`), and a member's strings are
+    # half a star's bytes
+    only_roots = pa.array(involved, mask=local_root != np.arange(len(involved)))
+    for name, _ in PRIORITY:
+        out = out.append_column(name, nodes.field(name).take(only_roots))
+    return out.append_column("root", pa.array(local_root.astype(np.int32)))
 
 
 def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
-    """The local clusters of one day (`bucket_edges` tables: ids, counts and priority columns,
-    no texts or sets) -> one assignment per survivor in a cluster: a member gets its kept row
-    (`rep`, the day's cluster's first in priority) and `rep_shard`, the kept row's fingerprint
-    shard; a kept row gets `extra`, the rows its members stand for (rep null). Column `shard`:
-    the survivor's fingerprint shard. Similarities are scored later where the rows are
-    (`rep_requests`, `rep_sets`, `member_scores`)."""
+    """The local clusters of one day (`bucket_edges` tables: ids, counts, and priority
+    columns of the local roots; no texts or sets) -> one assignment per survivor in a
+    cluster: a member gets its kept row (`rep`, the day's cluster's first in priority) and
+    `rep_shard`, the kept row's fingerprint shard; a kept row gets `extra`, the rows its
+    members stand for (rep null). Column `shard`: the survivor's fingerprint shard.
+    Similarities are scored later where the rows are (`rep_requests`, `rep_sets`,
+    `member_scores`). The day's cluster's first is a local root in every local cluster it is
+    in (it comes first in any part of its cluster), so only local roots need priorities."""
     pieces = [t for t in pieces if t.num_rows]
     stars = concat_as_first(pieces)
     codes = pc.dictionary_encode(stars.column("sid").combine_chunks()).indices.to_numpy().astype(np.int64)
     # a piece's roots are its own rows: make them rows of the concatenation
     offs = np.repeat(np.cumsum([0] + [t.num_rows for t in pieces[:-1]]), [t.num_rows for t in pieces])
-    root_codes = codes[stars.column("root").to_numpy().astype(np.int64) + offs]
+    root_rows = stars.column("root").to_numpy().astype(np.int64) + offs
+    root_codes = codes[root_rows]
     _, first = np.unique(codes, return_index=True)
-    nodes = stars.take(pa.array(first))  # one row per survivor, in code order
-    del stars
-    by_priority = priority_order(lambda c: nodes.column(c).combine_chunks())
-    rank = np.empty(len(first), np.int64)
-    rank[by_priority] = np.arange(len(first))
-    nodes = nodes.take(pa.array(by_priority))  # row = rank
-    label = components(nodes.num_rows, rank[codes], rank[root_codes])
-    members = np.flatnonzero(label != np.arange(nodes.num_rows))
-    reps = label[members]
+    n = len(first)
+    at_root = np.flatnonzero(root_rows == np.arange(len(codes)))
+    root_set, root_first = np.unique(codes[at_root], return_index=True)  # survivors that are a local root
+    roots = stars.take(pa.array(at_root[root_first]))
+    by_priority = root_set[priority_order(lambda c: roots.column(c).combine_chunks())]  # codes, first first
+    rank = np.full(n, len(root_set), np.int64)  # never a local root: never kept
+    rank[by_priority] = np.arange(len(root_set))
+    nodes = stars.select(STAR_SIDE).take(pa.array(first))  # one row per survivor, in code order
+    del stars, roots
+    label = components(n, codes, root_codes)
+    best = np.full(n, len(root_set), np.int64)
+    np.minimum.at(best, label, rank)
+    kept_of = by_priority[best[label]]  # per survivor, its day's cluster's first
+    members = np.flatnonzero(kept_of != np.arange(n))
+    reps = kept_of[members]
     count = nodes.column("count").to_numpy()
-    extra = np.zeros(nodes.num_rows, np.int64)
+    extra = np.zeros(n, np.int64)
     np.add.at(extra, reps, count[members])
     kept = np.unique(reps)
     sids = nodes.column("sid").combine_chunks()
