@@ -342,8 +342,8 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     sig8 = _fixed(nodes.field("sig"), np.uint8)
     decoded = {}  # the shingle sets, decoded at the first verification
 
-    def candidates(lo, hi, comp):
-        codes = runs.pair_codes(lo, hi, m, bt.shape[1], comp)
+    def candidates(rnd, comp):
+        codes = runs.pair_codes(rnd, m, bt.shape[1], comp)
         if not codes:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return first_shared_pairs(np.concatenate(codes), m, bt)

@@ -65,10 +65,11 @@ Method
    could still reach the threshold with those set sizes (a pair that can reach it is lost
    with probability < 1e-4). Survivors get their exact score (binary search of the smaller
    set's keys among the other text's keys); pairs scoring >= `threshold` are edges. The
-   keyed rule tests and verifies its candidates in rounds of growing bucket distance
-   (`DISTANCE_ROUNDS`: the next member first, then the 2nd-4th, ...), leaving out pairs the
-   earlier rounds' edges already connect: the components are the same, and a bucket of
-   near-identical copies is chained by its first round instead of verifying 64 pairs per text.
+   keyed rule tests and verifies its candidates in rounds (`DISTANCE_ROUNDS`: each bucket's
+   next member in band 0 first, then in the other bands, then the 2nd-4th next, ...),
+   leaving out pairs the earlier rounds' edges already connect: the components are the
+   same, and a bucket of near-identical copies is chained by the first rounds instead of
+   verifying up to 64 pairs per text and band.
 6. Clusters: connected components of the edges (vectorised union-find: hooking and pointer
    jumping). The kept row is the smallest index of the component (the caller sorted by
    keep priority). `similarity[i]` is the exact score of i against its kept row,
@@ -437,45 +438,66 @@ class BucketRuns:
         pos, left, longest = _runs(same)
         return cls(band if np.isscalar(band) else np.asarray(band)[pos], rows[pos], left, longest)
 
-    def pair_codes(self, lo: int, hi: int, m: int, n_bands: int, label: np.ndarray | None):
-        """`pair_codes` of the pairs of members d apart, lo <= d <= hi, whose rows `label`
-        (a component label per row) puts in different components."""
+    def pair_codes(self, rnd: "Round", m: int, n_bands: int, label: np.ndarray | None):
+        """`pair_codes` of the pairs of round `rnd` (members d apart in a bucket of one of its
+        bands) whose rows `label` (a component label per row) puts in different components."""
+        if np.isscalar(self.band) and not rnd.band_lo <= self.band < rnd.band_hi:
+            return []
         out = []
-        for d in range(lo, min(hi, self.longest - 1) + 1):
+        for d in range(rnd.lo, min(rnd.hi, self.longest - 1) + 1):
             sel = np.flatnonzero(self.left >= d)
             if not len(sel):
                 break
             i, j = self.members[sel], self.members[sel + d]
-            band = self.band if np.isscalar(self.band) else self.band[sel]
+            band = self.band
+            keep = None
+            if not np.isscalar(band):
+                band = band[sel]
+                if rnd.band_lo > 0 or rnd.band_hi < n_bands:
+                    keep = (band >= rnd.band_lo) & (band < rnd.band_hi)
             if label is not None:
                 apart = label[i] != label[j]
-                i, j = i[apart], j[apart]
-                band = band if np.isscalar(band) else band[apart]
+                keep = apart if keep is None else keep & apart
+            if keep is not None:
+                i, j = i[keep], j[keep]
+                band = band if np.isscalar(band) else band[keep]
             if len(i):
                 out.append(pair_codes(i, j, m, band, n_bands))
         return out
 
 
-# Candidate pairs (keyed rule) are tested and verified in rounds of growing bucket distance
-# (d: the d-th next member in a bucket), and a round leaves out the pairs whose two rows the
-# edges of the earlier rounds already connect. The clusters are the same (an edge inside a
-# component changes no component, and similarities are scored against the kept row
-# afterwards); where buckets are full of near-identical copies the first round chains them,
-# so most of each member's MAX_BUCKET_NEIGHBOURS neighbours are never tested or scored.
-DISTANCE_ROUNDS = ((1, 1), (2, 4), (5, 16), (17, 1 << 30))
+@dataclass(frozen=True)
+class Round:
+    """Candidate pairs d apart in a bucket of a band: lo <= d <= hi, band_lo <= band < band_hi."""
+
+    lo: int
+    hi: int
+    band_lo: int = 0
+    band_hi: int = 1 << 30
+
+
+# Candidate pairs (keyed rule) are tested and verified in rounds, nearest neighbours and low
+# bands first, and a round leaves out the pairs whose two rows the edges of the earlier
+# rounds already connect. Every candidate is in one round (the round of the band it was
+# found in and its distance d, the d-th next member in the bucket) and the clusters are the
+# same (an edge inside a component changes no component, and similarities are scored against
+# the kept row afterwards). Where buckets are full of near-identical copies the first rounds
+# chain them, so most of each member's MAX_BUCKET_NEIGHBOURS neighbours in 32 bands are never
+# tested or scored.
+DISTANCE_ROUNDS = (Round(1, 1, 0, 1), Round(1, 1, 1, 4), Round(1, 1, 4), Round(2, 4), Round(5, 16), Round(17, 1 << 30))
 
 
 def edges_in_rounds(m: int, neighbours: int, candidates, verify) -> tuple[np.ndarray, np.ndarray]:
     """The verified edges (i, j) over rows 0..m-1 that give the components all candidate
-    pairs would give: `candidates(lo, hi, label)` -> the candidate pairs (i, j) d apart in
-    their buckets (lo <= d <= hi) not already joined by `label` (None in the first round);
-    `verify(i, j)` -> the indexes of the pairs that are edges (`DISTANCE_ROUNDS`)."""
+    pairs would give: `candidates(round, label)` -> the candidate pairs (i, j) of a `Round`
+    not already joined by `label` (None in the first round); `verify(i, j)` -> the indexes of
+    the pairs that are edges (`DISTANCE_ROUNDS`)."""
     ei, ej = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     label = None
-    for lo, hi in DISTANCE_ROUNDS:
-        if lo > neighbours:
+    for rnd in DISTANCE_ROUNDS:
+        if rnd.lo > neighbours:
             break
-        i, j = candidates(lo, min(hi, neighbours), label)
+        i, j = candidates(Round(rnd.lo, min(rnd.hi, neighbours), rnd.band_lo, rnd.band_hi), label)
         if not len(i):
             continue
         k = verify(i, j)
@@ -527,11 +549,11 @@ def _band_runs(sk: _Sketch) -> list[BucketRuns]:
     return runs
 
 
-def _round_candidates(runs: list[BucketRuns], bt: np.ndarray, lo: int, hi: int, label, feasible=None):
-    """The candidate pairs (keyed rule) d apart in their buckets, lo <= d <= hi, not joined by
-    `label`: found in their first shared band, distinct, ascending."""
+def _round_candidates(runs: list[BucketRuns], bt: np.ndarray, rnd: Round, label, feasible=None):
+    """The candidate pairs (keyed rule) of round `rnd` not joined by `label`: found in their
+    first shared band, distinct, ascending."""
     m, n_bands = bt.shape
-    out = [c for r in runs for c in r.pair_codes(lo, hi, m, n_bands, label)]
+    out = [c for r in runs for c in r.pair_codes(rnd, m, n_bands, label)]
     if not out:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return first_shared_pairs(np.concatenate(out), m, bt, feasible)
@@ -544,7 +566,7 @@ def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray
     `sk.index_bits`, the whole-day rule (`_candidates_indexed`)."""
     if sk.index_bits:
         return _candidates_indexed(sk, neighbours)
-    return _round_candidates(_band_runs(sk), np.ascontiguousarray(sk.bands.T), 1, neighbours, None, feasible)
+    return _round_candidates(_band_runs(sk), np.ascontiguousarray(sk.bands.T), Round(1, neighbours), None, feasible)
 
 
 def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -879,7 +901,7 @@ def near_duplicates(
     else:
         runs, bt = _band_runs(sk), np.ascontiguousarray(sk.bands.T)
         ei, ej = edges_in_rounds(len(rows_of), max_bucket_neighbours,
-                                 lambda lo, hi, label: _round_candidates(runs, bt, lo, hi, label, feasible), verify)
+                                 lambda rnd, label: _round_candidates(runs, bt, rnd, label, feasible), verify)
     rep = _components(n, rows_of[ei], rows_of[ej])
     members = np.flatnonzero(rep != np.arange(n))
     if len(members):
