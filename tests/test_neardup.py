@@ -203,6 +203,22 @@ def _every_candidate_verified(texts, threshold=DEFAULT_THRESHOLD):
     return nd._components(len(texts), rows_of[ci[k]], rows_of[cj[k]]), len(ci)
 
 
+@pytest.mark.parametrize("n_bands", [32, 13, 8, 5])
+def test_first_band_test_equals_comparing_every_lower_band(n_bands):
+    # band hashes of 4 values per band, low bytes 0 or 1: equal low bytes of unequal hashes
+    # (the case the word-wise low-byte test must send to the full comparison) are common
+    rng = np.random.default_rng(n_bands)
+    m, n = 500, 200_000
+    bt = (rng.integers(0, 4, (m, n_bands)).astype(np.uint64) * np.uint64(256)
+          + rng.integers(0, 2, (m, n_bands)).astype(np.uint64))
+    i, j, band = rng.integers(0, m, n), rng.integers(0, m, n), rng.integers(0, n_bands, n)
+    lower = np.arange(n_bands)[None, :] < band[:, None]
+    want = ~((bt[i] == bt[j]) & lower).any(axis=1)
+    chance = ((bt[i] % 256 == bt[j] % 256) & (bt[i] != bt[j]) & lower).any(axis=1)
+    assert 0.2 < want.mean() < 0.9 and chance.mean() > 0.3
+    assert (nd.first_band_only(bt, i, j, band) == want).all()
+
+
 def test_rounds_give_the_clusters_of_every_candidate_and_verify_far_fewer(monkeypatch):
     # 30 stories, each with 120 copies with one or two words changed (buckets far above the
     # 64-neighbour cap; some copies join only through others), and unrelated texts between

@@ -508,24 +508,68 @@ def edges_in_rounds(m: int, neighbours: int, candidates, verify) -> tuple[np.nda
     return np.concatenate(ei), np.concatenate(ej)
 
 
+_FLAGS = _U64(0x8080808080808080)
+_ONES = _U64(0x0101010101010101)
+
+
+def _low_words(bt: np.ndarray) -> np.ndarray:
+    """The low byte of each band hash, 8 bands per uint64 word (band k in byte k % 8 of word
+    k // 8, little-endian; unused bytes zero): (m, ceil(n_bands / 8))."""
+    m, n_bands = bt.shape
+    words = -(-n_bands // 8)
+    low = np.zeros((m, words * 8), np.uint8)
+    low[:, :n_bands] = bt
+    return low.view(_U64)
+
+
+def _prefix_flags(n_bands: int) -> np.ndarray:
+    """Per band b, the flag bit (0x80) of every byte of the bands below b, as `_low_words`."""
+    words = -(-n_bands // 8)
+    flags = np.zeros((n_bands + 1, words * 8), np.uint8)
+    for b in range(n_bands + 1):
+        flags[b, :b] = 0x80
+    return flags.view(_U64)
+
+
 def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray,
                     low: np.ndarray | None = None) -> np.ndarray:
     """Mask of the pairs (rows i[k], j[k] of `bt`, band hashes per row (m, n_bands)) found in
     band `band[k]` that share no lower band: a pair is a candidate of its first shared band
     only, so every pair is found (and verified) once, wherever its bands are bucketed.
-    `low`: `bt`'s low bytes, when the caller has them."""
+    `low`: `_low_words(bt)`, when the caller has it.
+
+    Equal hashes have equal low bytes, so the low bytes of the bands below band[k], 8 to a
+    word, are compared first: a zero byte of the XOR (found for 8 bands at once with the
+    carry trick (x - 0x01..) & ~x & 0x80..) is a band whose low bytes agree. Only the lowest
+    such band is then compared in full (a borrow can flag a byte above a zero byte, never
+    one below, so the lowest flag is a true match, and within the bands below band[k] some
+    flag is set exactly when some low byte agrees); the pairs whose lowest agreeing band
+    is a low-byte coincidence (1 in 256 per band) get every lower band compared in full."""
     keep = np.ones(len(i), bool)
+    if not len(i):
+        return keep
     if low is None:
-        low = bt.astype(np.uint8)  # equal hashes have equal low bytes: a cheap first test
+        low = _low_words(bt)
+    flags = _prefix_flags(bt.shape[1])
     cols = np.arange(bt.shape[1])[None, :]
     step = 1 << 16
     for s in range(0, len(i), step):
         ii, jj, b = i[s:s + step], j[s:s + step], band[s:s + step]
-        maybe = ((low[ii] == low[jj]) & (cols < b[:, None])).any(axis=1)
-        at = np.flatnonzero(maybe)
-        if len(at):
-            shared = ((bt[ii[at]] == bt[jj[at]]) & (cols < b[at, None])).any(axis=1)
-            keep[s + at[shared]] = False
+        x = low[ii] ^ low[jj]
+        z = (x - _ONES) & ~x & flags[b]
+        at = np.flatnonzero(z.any(axis=1))
+        if not len(at):
+            continue
+        z = z[at]
+        w = np.argmax(z != 0, axis=1)
+        word = z[np.arange(len(at)), w]
+        first = w * 8 + (np.log2(word & (~word + _U64(1))).astype(np.int64) >> 3)  # lowest flag: its band
+        same = bt[ii[at], first] == bt[jj[at], first]
+        keep[s + at[same]] = False
+        other = at[~same]  # low bytes agreed by chance there: compare every lower band in full
+        if len(other):
+            shared = ((bt[ii[other]] == bt[jj[other]]) & (cols < b[other, None])).any(axis=1)
+            keep[s + other[shared]] = False
     return keep
 
 
