@@ -19,8 +19,9 @@ How a day is spread (the way MinHash dedup runs on Spark; every arrow is a shuff
     rows ──(day, fingerprint shard)──► Exact: survivors; each survivor's sketch (set size,
         low signature bytes, band hashes, shingle set) computed once
       band rows ──(day, bucket shard)──► Buckets: candidates (next neighbours in priority
-        order), filtered by set sizes and signature agreement, verified (exact score): a
-        star per local cluster (ids, counts, priority columns; no texts, no sets)
+        order), filtered by set sizes and signature agreement, verified (exact score) in
+        rounds that skip pairs already connected: a star per local cluster (ids, counts,
+        the local root's priority columns; no texts, no sets)
       stars ──(day)──► Clusters: connected components, kept row per component
       set requests ──(day, kept row's shard)──► RepSets: the kept rows' shingle sets
       assignments, kept rows' sets, rows ──(day, fingerprint shard)──► Build: each member
@@ -31,8 +32,8 @@ A band row is 13 bytes (band, band hash, node index); the survivor it stands for
 priority, counts, signature bytes, shingle set) is a dictionary value written once per
 fingerprint-shard group, so the bucket groups read only the survivors of buckets with two or
 more members (through a runner's own shuffle, without spill files, each piece carries the
-survivors it refers to). The day-keyed groups hold stars (ids, counts and priority columns
-of the clustered survivors) and references to pieces only; bucket groups are
+survivors it refers to). The day-keyed groups hold stars (ids and counts of the clustered
+survivors, priority columns of the local roots) and references to pieces only; bucket groups are
 `bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
 
 A day that is one group anyway (spilled runs coalesce a day of at most ROWS_PER_SHARD rows
@@ -310,10 +311,12 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
                  neighbours: int = MAX_BUCKET_NEIGHBOURS) -> pa.Table | None:
     """Band rows of some buckets (whole buckets) -> the survivors joined by verified pairs
     among them: each member paired with its next `neighbours` in priority order in the bucket
-    of the pair's first shared band, filtered and scored as `near_duplicates` does. Returns
-    one row per survivor in a local cluster (STAR_SIDE columns) with `root`, the row of its
-    local cluster's first survivor: a star per cluster keeps the clusters' connectivity with
-    fewer pairs than the edges. Only survivors of buckets with two or more members are decoded."""
+    of the pair's first shared band, filtered and scored as `near_duplicates` does (in
+    `DISTANCE_ROUNDS`, skipping pairs already connected). Returns one row per survivor in a
+    local cluster (STAR_SIDE columns, and the PRIORITY columns, null but for local roots)
+    with `root`, the row of its local cluster's first survivor: a star per cluster keeps the
+    clusters' connectivity with fewer pairs than the edges. Only survivors of buckets with
+    two or more members are decoded."""
     src = _sources(tables)
     if src is None:
         return None

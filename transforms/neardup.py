@@ -508,7 +508,6 @@ def edges_in_rounds(m: int, neighbours: int, candidates, verify) -> tuple[np.nda
     return np.concatenate(ei), np.concatenate(ej)
 
 
-_FLAGS = _U64(0x8080808080808080)
 _ONES = _U64(0x0101010101010101)
 
 
