@@ -67,8 +67,8 @@ import pyarrow.compute as pc
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
 from transforms.common import concat, concat_as_first, fingerprint_shards
 from transforms.dedup import PRIORITY, NearDetector, day_counters, dedup_day, prior_rows
-from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, BucketRuns, components, edges_in_rounds, first_shared_pairs,
-                                in_runs, set_scores, sets_of, sketch_texts, verify_pairs)
+from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, BucketRuns, components, edges_in_rounds, in_runs,
+                                round_candidates, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
 from transforms.spill import SpillRef, key_groups, tables_of, write_groups, write_sorted
 from transforms.state import OCCURRENCES, index_rows
@@ -345,18 +345,12 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     sig8 = _fixed(nodes.field("sig"), np.uint8)
     decoded = {}  # the shingle sets, decoded at the first verification
 
-    def candidates(rnd, comp):
-        codes = runs.pair_codes(rnd, m, bt.shape[1], comp)
-        if not codes:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return first_shared_pairs(np.concatenate(codes), m, bt)
-
     def verify(a, b):
         if "sets" not in decoded:
             decoded["sets"] = sets_of(nodes.field("set"))
         return verify_pairs(decoded["sets"], sig8, a, b, a, b, near.threshold, sig8.shape[1])[0]
 
-    a, b = edges_in_rounds(m, neighbours, candidates, verify)
+    a, b = edges_in_rounds(m, neighbours, lambda rnd, comp: round_candidates([runs], bt, rnd, comp), verify)
     if not len(a):
         return None
     by_rank = np.argsort(rank)

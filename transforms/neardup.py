@@ -530,12 +530,10 @@ def _prefix_flags(n_bands: int) -> np.ndarray:
     return flags.view(_U64)
 
 
-def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray,
-                    low: np.ndarray | None = None) -> np.ndarray:
+def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray) -> np.ndarray:
     """Mask of the pairs (rows i[k], j[k] of `bt`, band hashes per row (m, n_bands)) found in
     band `band[k]` that share no lower band: a pair is a candidate of its first shared band
     only, so every pair is found (and verified) once, wherever its bands are bucketed.
-    `low`: `_low_words(bt)`, when the caller has it.
 
     Equal hashes have equal low bytes, so the low bytes of the bands below band[k], 8 to a
     word, are compared first: a zero byte of the XOR (found for 8 bands at once with the
@@ -547,8 +545,7 @@ def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarr
     keep = np.ones(len(i), bool)
     if not len(i):
         return keep
-    if low is None:
-        low = _low_words(bt)
+    low = _low_words(bt)
     flags = _prefix_flags(bt.shape[1])
     cols = np.arange(bt.shape[1])[None, :]
     step = 1 << 16
@@ -592,7 +589,7 @@ def _band_runs(sk: _Sketch) -> list[BucketRuns]:
     return runs
 
 
-def _round_candidates(runs: list[BucketRuns], bt: np.ndarray, rnd: Round, label, feasible=None):
+def round_candidates(runs: list[BucketRuns], bt: np.ndarray, rnd: Round, label, feasible=None):
     """The candidate pairs (keyed rule) of round `rnd` not joined by `label`: found in their
     first shared band, distinct, ascending."""
     m, n_bands = bt.shape
@@ -609,7 +606,7 @@ def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray
     `sk.index_bits`, the whole-day rule (`_candidates_indexed`)."""
     if sk.index_bits:
         return _candidates_indexed(sk, neighbours)
-    return _round_candidates(_band_runs(sk), np.ascontiguousarray(sk.bands.T), Round(1, neighbours), None, feasible)
+    return round_candidates(_band_runs(sk), np.ascontiguousarray(sk.bands.T), Round(1, neighbours), None, feasible)
 
 
 def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
@@ -944,7 +941,7 @@ def near_duplicates(
     else:
         runs, bt = _band_runs(sk), np.ascontiguousarray(sk.bands.T)
         ei, ej = edges_in_rounds(len(rows_of), max_bucket_neighbours,
-                                 lambda rnd, label: _round_candidates(runs, bt, rnd, label, feasible), verify)
+                                 lambda rnd, label: round_candidates(runs, bt, rnd, label, feasible), verify)
     rep = _components(n, rows_of[ei], rows_of[ej])
     members = np.flatnonzero(rep != np.arange(n))
     if len(members):
