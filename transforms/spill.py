@@ -32,6 +32,7 @@ shuffle stamps and windows them there).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import uuid
@@ -89,16 +90,14 @@ def write_ranges(folder: str, table: pa.Table, keys: np.ndarray,
     out = []
     try:
         with pa.ipc.new_file(sink, ordered.schema) as writer:
-            batch, first_row = -1, 0
-            for i, k in enumerate(names):
-                if i == 0 or labels[i] != labels[i - 1]:  # a new batch: this key and the next ones of its label
-                    j = i
-                    while j + 1 < len(names) and labels[j + 1] == labels[i]:
-                        j += 1
-                    batch, first_row = batch + 1, int(bounds[i])
-                    (rows,) = ordered.slice(first_row, int(bounds[j + 1]) - first_row).to_batches()  # one chunk
-                    writer.write_batch(rows)
-                out.append((k, SpillRef(path, batch, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i]) - first_row)))
+            # a batch per run of keys with the same label
+            for batch, (_, run) in enumerate(itertools.groupby(range(len(names)), key=labels.__getitem__)):
+                run = list(run)
+                first_row = int(bounds[run[0]])
+                (rows,) = ordered.slice(first_row, int(bounds[run[-1] + 1]) - first_row).to_batches()  # one chunk
+                writer.write_batch(rows)
+                out += [(names[i], SpillRef(path, batch, 1, int(bounds[i + 1] - bounds[i]), int(bounds[i]) - first_row))
+                        for i in run]
     finally:
         sink.close()
     return out
