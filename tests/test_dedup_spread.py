@@ -63,16 +63,16 @@ def spread(table: pa.Table, near: NearDetector | None, shards: int) -> dict[str,
             bs = band_shards(b, shards)
             for s in np.unique(bs):
                 buckets.setdefault(int(s), []).append(b.filter(pa.array(bs == s)))
-        edges = [e for e in (bucket_edges(ts, near) for ts in buckets.values()) if e is not None]
+        edges = [t for e in (bucket_edges(ts, near) for ts in buckets.values()) if e is not None for t in e]
         if edges:
             a = cluster_assignments(edges)
-            assign = {k: a.filter(pc.equal(a.column("shard"), k)).select(["sid", "rep", "extra"]) for k in groups}
+            assign = {k: a.filter(pc.equal(a.column("shard"), k)).select(["uid", "rep", "extra"]) for k in groups}
             want = rep_requests(a)
             for k in groups:
                 got = rep_sets([sets[k]], [want.filter(pc.equal(want.column("rep_shard"), k))])
                 if got is not None:
                     for s in np.unique(got.column("to_shard").to_numpy()):
-                        reps[int(s)].append(got.filter(pc.equal(got.column("to_shard"), s)).select(["rep", "set"]))
+                        reps[int(s)].append(got.filter(pc.equal(got.column("to_shard"), s)).select(["rep", "rep_sid", "set"]))
     outs = [build_rows(exact_groups(t), member_scores(assign[k], sets[k], pa.concat_tables(reps[k]) if reps[k] else None))
             for k, t in groups.items()]
     return {"events": pa.concat_tables([o["events"] for o in outs]),

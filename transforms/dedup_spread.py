@@ -70,7 +70,7 @@ from transforms.dedup import PRIORITY, NearDetector, day_counters, dedup_day, pr
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, BucketRuns, components, edges_in_rounds, in_runs,
                                 round_candidates, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
-from transforms.spill import SpillRef, key_groups, tables_of, write_groups, write_sorted
+from transforms.spill import SpillRef, key_groups, release, tables_of, write_groups, write_sorted
 from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
@@ -96,12 +96,19 @@ def bucket_shard_count(survivors: int, shards: int) -> int:
 def coarse_shards(fine: np.ndarray, groups: int) -> np.ndarray:
     """The bucket group (of `groups`) of each fine shard: runs of consecutive fine shards."""
     return np.asarray(fine, np.int64) * groups // FINE_BUCKETS
-NODE_FIELDS = ["sid", "shard", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
-ASSIGN_SCHEMA = pa.schema([("sid", pa.string()), ("rep", pa.string()), ("similarity", pa.float64()),
+# A survivor's number within a day: its fingerprint shard in the high 32 bits, its index among
+# the shard's survivors (`ExactGroups.survivors`, the same in Exact and Build: the same rows
+# sorted the same way) in the low 32. The chain from the bucket groups to Build carries these
+# numbers; survivor ids (strings) travel only with the kept rows' sets.
+UID_BITS = 32
+NODE_FIELDS = ["uid", "count"] + [c for c, _ in PRIORITY] + ["sig", "set", "bands"]
+ASSIGN_SCHEMA = pa.schema([("uid", pa.int64()), ("rep_sid", pa.string()), ("similarity", pa.float64()),
                            ("extra", pa.int64())])
-SETS_SCHEMA = pa.schema([("sid", pa.string()), ("set", pa.large_binary())])
-# what the day's cluster group gets per clustered survivor: no texts, no shingle sets
-STAR_SIDE = ["sid", "shard", "count"]  # and the priority columns, for local roots
+SETS_SCHEMA = pa.schema([("uid", pa.int64()), ("sid", pa.string()), ("set", pa.large_binary())])
+# what the day's cluster group gets: per clustered survivor in a local cluster a star row
+# (its number, rows it stands for, its local root's row), and per local root a root row (its
+# number and priority columns); no ids, texts or shingle sets
+STAR_SIDE = ["uid", "count"]
 
 
 # ----------------------------------------------------------------------------- plain functions
@@ -166,10 +173,11 @@ def exact_groups(table: pa.Table) -> ExactGroups:
 def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> tuple[pa.Table, pa.Table]:
     """(bands, sets). `bands`: one row per band of each survivor with shingles: `band` (int8),
     `hash` (the band hash, uint64) and `node`, a dictionary-encoded struct of the survivor
-    (NODE_FIELDS: its id, its fingerprint shard, the rows it stands for, its priority columns,
-    low signature bytes and shingle set) that the band rows share: a survivor is stored once,
-    however many bands. `sets`: `sid` and `set` of those survivors (SETS_SCHEMA), for scoring
-    the members of a cluster against its kept row where their rows are (`member_scores`)."""
+    (NODE_FIELDS: its number (UID_BITS), the rows it stands for, its priority columns,
+    low signature bytes, shingle set and band hashes) that the band rows share: a survivor is
+    stored once, however many bands. `sets`: `uid`, `sid` and `set` of those survivors
+    (SETS_SCHEMA), for scoring the members of a cluster against its kept row where their rows
+    are (`member_scores`)."""
     s = g.survivors
     k = g.kept.take(pa.array(s))
     sk = sketch_texts(k.column("text"), shingle=near.shingle)
@@ -179,16 +187,19 @@ def band_rows(g: ExactGroups, shard: int, near: NearDetector) -> tuple[pa.Table,
                                                [None, pa.py_buffer(np.ascontiguousarray(sk.sig8))])
     all_bands = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8 * n_bands), len(s),
                                                      [None, pa.py_buffer(np.ascontiguousarray(sk.bands))])
+    if len(s) >= 1 << UID_BITS or not 0 <= shard < 1 << (63 - UID_BITS):
+        raise ValueError(f"too many survivors ({len(s)}) or shards ({shard}) for survivor numbers")
+    uid = pa.array((np.int64(shard) << UID_BITS) + np.arange(len(s), dtype=np.int64))
     node = pa.StructArray.from_arrays(
-        [k.column("event_id").combine_chunks(), pa.array(np.full(len(s), shard, np.int32)),
-         pa.array(g.counts()[s]), *[k.column(c).combine_chunks() for c, _ in PRIORITY], sig, sk.sets, all_bands],
+        [uid, pa.array(g.counts()[s]), *[k.column(c).combine_chunks() for c, _ in PRIORITY], sig, sk.sets, all_bands],
         names=NODE_FIELDS)
     idx = pa.array(np.repeat(ok, n_bands).astype(np.int32))
     bands = pa.table({"band": pa.array(np.tile(np.arange(n_bands, dtype=np.int8), len(ok))),
                       "hash": pa.array(sk.bands[ok].reshape(-1)),
                       "node": pa.DictionaryArray.from_arrays(idx, node)})
     at = pa.array(ok)
-    sets = pa.table([node.field("sid").take(at), sk.sets.take(at)], schema=SETS_SCHEMA)
+    sets = pa.table([uid.take(at), k.column("event_id").combine_chunks().take(at), sk.sets.take(at)],
+                    schema=SETS_SCHEMA)
     return bands, sets
 
 
@@ -226,7 +237,7 @@ def _sources(tables: list[pa.Table]):
                 continue
             col = b.column("node")
             d = col.dictionary
-            key = (d.field("sid").buffers()[1].address, len(d))
+            key = (d.field("uid").buffers()[1].address, len(d))
             if key not in seen:
                 seen[key] = len(dicts)
                 dicts.append(d)
@@ -243,26 +254,39 @@ def _sources(tables: list[pa.Table]):
     return np.concatenate(bands), np.concatenate(hashes), np.concatenate(nodes), dicts, np.array(base + [total])
 
 
+def _column(tables: list[pa.Table], name: str, dtype) -> np.ndarray:
+    """Column `name` (no nulls) of several tables as one numpy array."""
+    parts = [_values(c, dtype) for t in tables for c in t.column(name).chunks if len(c)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
 class _Nodes:
-    """Some nodes (numbers ascending) of several node dictionaries: each field decoded on
-    first use, one array per field, rows in node-number order."""
+    """Some nodes (numbers ascending) of several node dictionaries: their NODE_FIELDS copied
+    out dictionary by dictionary, each dictionary's spill-file map released right after
+    (`release`: a bucket group reads a few scattered survivors of every fingerprint group's
+    dictionary, and mapped, each dictionary's touched pages counted nearly whole: 1.2 GB in
+    one bucket group of a 1M-update day, BENCHMARKS.md). One array per field, rows in
+    node-number order."""
 
     def __init__(self, dicts: list, base: np.ndarray, wanted: np.ndarray):
-        self._parts = []
+        parts: dict[str, list] = {name: [] for name in NODE_FIELDS}
+        self._n = 0
         for i, d in enumerate(dicts):
             lo, hi = np.searchsorted(wanted, [base[i], base[i + 1]])
             if hi > lo:
-                self._parts.append((d, pa.array(wanted[lo:hi] - base[i])))
-        self._cache: dict[str, pa.Array] = {}
+                idx = pa.array(wanted[lo:hi] - base[i])
+                for name in NODE_FIELDS:
+                    parts[name].append(d.field(name).take(idx))
+                self._n += hi - lo
+            release(d)
+        self._fields = {name: (arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)) if arrays else None
+                        for name, arrays in parts.items()}
 
     def __len__(self) -> int:
-        return sum(len(idx) for _, idx in self._parts)
+        return self._n
 
     def field(self, name: str) -> pa.Array:
-        if name not in self._cache:
-            arrays = [d.field(name).take(idx) for d, idx in self._parts]
-            self._cache[name] = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
-        return self._cache[name]
+        return self._fields[name]
 
     def table(self, names: list[str], rows: np.ndarray) -> pa.Table:
         at = pa.array(rows)
@@ -308,15 +332,16 @@ def _fixed(col, dtype) -> np.ndarray:
 
 
 def bucket_edges(tables: list[pa.Table], near: NearDetector,
-                 neighbours: int = MAX_BUCKET_NEIGHBOURS) -> pa.Table | None:
+                 neighbours: int = MAX_BUCKET_NEIGHBOURS) -> tuple[pa.Table, pa.Table] | None:
     """Band rows of some buckets (whole buckets) -> the survivors joined by verified pairs
     among them: each member paired with its next `neighbours` in priority order in the bucket
     of the pair's first shared band, filtered and scored as `near_duplicates` does (in
-    `DISTANCE_ROUNDS`, skipping pairs already connected). Returns one row per survivor in a
-    local cluster (STAR_SIDE columns, and the PRIORITY columns, null but for local roots)
-    with `root`, the row of its local cluster's first survivor: a star per cluster keeps the
-    clusters' connectivity with fewer pairs than the edges. Only survivors of buckets with
-    two or more members are decoded."""
+    `DISTANCE_ROUNDS`, skipping pairs already connected). Returns (stars, roots): one star row
+    per survivor in a local cluster (STAR_SIDE columns) with `root`, the row of its local
+    cluster's first survivor (a star per cluster keeps the clusters' connectivity with fewer
+    pairs than the edges), and one root row per local root (`uid` and the PRIORITY columns:
+    the day's kept row is the first of its cluster's local roots, `cluster_assignments`).
+    Only survivors of buckets with two or more members are decoded."""
     src = _sources(tables)
     if src is None:
         return None
@@ -358,57 +383,51 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     involved = np.flatnonzero(root != np.arange(m))
     involved = np.union1d(involved, root[involved])
     local_root = np.searchsorted(involved, root[involved])
-    out = nodes.table(STAR_SIDE, involved)
-    # priority columns for local roots only (null for the others): the day's kept row is the
-    # first of its cluster's local roots (`cluster_assignments`), and a member's strings are
-    # half a star's bytes
-    only_roots = pa.array(involved, mask=local_root != np.arange(len(involved)))
-    for name, _ in PRIORITY:
-        out = out.append_column(name, nodes.field(name).take(only_roots))
-    return out.append_column("root", pa.array(local_root.astype(np.int32)))
+    stars = nodes.table(STAR_SIDE, involved).append_column("root", pa.array(local_root.astype(np.int32)))
+    roots = nodes.table(["uid"] + [c for c, _ in PRIORITY], np.unique(root[involved]))
+    return stars, roots
 
 
 def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
-    """The local clusters of one day (`bucket_edges` tables: ids, counts, and priority
-    columns of the local roots; no texts or sets) -> one assignment per survivor in a
-    cluster: a member gets its kept row (`rep`, the day's cluster's first in priority) and
-    `rep_shard`, the kept row's fingerprint shard; a kept row gets `extra`, the rows its
-    members stand for (rep null). Column `shard`: the survivor's fingerprint shard.
-    Similarities are scored later where the rows are (`rep_requests`, `rep_sets`,
-    `member_scores`). The day's cluster's first is a local root in every local cluster it is
-    in (it comes first in any part of its cluster), so only local roots need priorities."""
-    pieces = [t for t in pieces if t.num_rows]
-    stars = concat_as_first(pieces)
-    codes = pc.dictionary_encode(stars.column("sid").combine_chunks()).indices.to_numpy().astype(np.int64)
-    # a piece's roots are its own rows: make them rows of the concatenation
-    offs = np.repeat(np.cumsum([0] + [t.num_rows for t in pieces[:-1]]), [t.num_rows for t in pieces])
-    root_rows = stars.column("root").to_numpy().astype(np.int64) + offs
-    root_codes = codes[root_rows]
-    _, first = np.unique(codes, return_index=True)
-    n = len(first)
-    at_root = np.flatnonzero(root_rows == np.arange(len(codes)))
-    root_set, root_first = np.unique(codes[at_root], return_index=True)  # survivors that are a local root
-    roots = stars.take(pa.array(at_root[root_first]))
-    by_priority = root_set[priority_order(lambda c: roots.column(c).combine_chunks())]  # codes, first first
-    rank = np.full(n, len(root_set), np.int64)  # never a local root: never kept
-    rank[by_priority] = np.arange(len(root_set))
-    nodes = stars.select(STAR_SIDE).take(pa.array(first))  # one row per survivor, in code order
-    del stars, roots
-    label = components(n, codes, root_codes)
-    best = np.full(n, len(root_set), np.int64)
+    """The local clusters of one day (`bucket_edges`' star and root tables, in any order:
+    survivor numbers, counts, local roots' priority columns; no ids, texts or sets) -> one
+    assignment per survivor in a cluster: a member gets its kept row (`rep`, the number of the
+    day's cluster's first in priority; `rep_shard` its fingerprint shard); a kept row gets
+    `extra`, the rows its members stand for (`rep` -1). Column `shard`: the survivor's
+    fingerprint shard. Similarities are scored later where the rows are (`rep_requests`,
+    `rep_sets`, `member_scores`). The day's cluster's first is a local root in every local
+    cluster it is in (it comes first in any part of its cluster), so only local roots need
+    priorities. Numpy over the survivor numbers: at 1M updates on one day, 7.4M star rows."""
+    stars = [t for t in pieces if t.num_rows and "root" in t.column_names]
+    roots = [t for t in pieces if t.num_rows and "root" not in t.column_names]
+    uid, count, local = (_column(stars, name, dtype) for name, dtype in
+                         (("uid", np.int64), ("count", np.int64), ("root", np.int32)))
+    offs = np.repeat(np.cumsum([0] + [t.num_rows for t in stars[:-1]]), [t.num_rows for t in stars])
+    root_uid = uid[local.astype(np.int64) + offs]
+    del offs, local
+    ids, first, codes = np.unique(uid, return_index=True, return_inverse=True)
+    n = len(ids)
+    count = count[first]
+    label = components(n, codes, np.searchsorted(ids, root_uid))
+    del codes, root_uid, first, uid
+    rt = concat_as_first(roots).combine_chunks()
+    rt_uid, rt_first = np.unique(_column([rt], "uid", np.int64), return_index=True)
+    rt = rt.take(pa.array(rt_first))  # one row per local root
+    by_priority = np.searchsorted(ids, rt_uid)[priority_order(lambda c: rt.column(c).chunk(0))]  # first first
+    rank = np.full(n, len(by_priority), np.int64)  # never a local root: never kept
+    rank[by_priority] = np.arange(len(by_priority))
+    best = np.full(n, len(by_priority), np.int64)
     np.minimum.at(best, label, rank)
     kept_of = by_priority[best[label]]  # per survivor, its day's cluster's first
     members = np.flatnonzero(kept_of != np.arange(n))
     reps = kept_of[members]
-    count = nodes.column("count").to_numpy()
     extra = np.zeros(n, np.int64)
     np.add.at(extra, reps, count[members])
     kept = np.unique(reps)
-    sids = nodes.column("sid").combine_chunks()
-    shard = nodes.column("shard").to_numpy().astype(np.int64)
+    shard = ids >> UID_BITS
     return pa.table({
-        "sid": pa.concat_arrays([sids.take(pa.array(members)), sids.take(pa.array(kept))]),
-        "rep": pa.concat_arrays([sids.take(pa.array(reps)), pa.nulls(len(kept), pa.string())]),
+        "uid": pa.array(np.concatenate([ids[members], ids[kept]])),
+        "rep": pa.array(np.concatenate([ids[reps], np.full(len(kept), -1, np.int64)])),
         "extra": pa.array(np.concatenate([np.zeros(len(members), np.int64), extra[kept]])),
         "shard": pa.array(np.concatenate([shard[members], shard[kept]])),
         "rep_shard": pa.array(np.concatenate([shard[reps], shard[kept]])),
@@ -418,14 +437,17 @@ def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
 def rep_requests(assign: pa.Table) -> pa.Table:
     """Cluster assignments -> what each kept row's shard must send: (`rep`, `rep_shard`,
     `to_shard`) once per kept row and shard of its members."""
-    m = assign.filter(pc.is_valid(assign.column("rep")))
-    t = pa.table({"rep": m.column("rep"), "rep_shard": m.column("rep_shard"), "to_shard": m.column("shard")})
+    rep = assign.column("rep").to_numpy()
+    member = rep >= 0
+    t = pa.table({"rep": rep[member], "rep_shard": assign.column("rep_shard").to_numpy()[member],
+                  "to_shard": assign.column("shard").to_numpy()[member]})
     return t.group_by(["rep", "rep_shard", "to_shard"], use_threads=False).aggregate([])
 
 
 def rep_sets(sets: list[pa.Table], wanted: list[pa.Table]) -> pa.Table | None:
-    """The shingle sets of one fingerprint shard's survivors (`band_rows`' sets) and the
-    requests for its kept rows (`rep_requests` rows) -> (`rep`, `set`, `to_shard`) per request."""
+    """The ids and shingle sets of one fingerprint shard's survivors (`band_rows`' sets) and
+    the requests for its kept rows (`rep_requests` rows) -> (`rep`, `rep_sid`, `set`,
+    `to_shard`) per request."""
     wanted = [t for t in wanted if t.num_rows]
     sets = [t for t in sets if t.num_rows]
     if not wanted:
@@ -434,24 +456,26 @@ def rep_sets(sets: list[pa.Table], wanted: list[pa.Table]) -> pa.Table | None:
         raise ValueError("kept rows were requested from a shard without shingle sets")
     have = concat_as_first(sets)
     want = concat_as_first(wanted)
-    at = pc.index_in(want.column("rep"), value_set=have.column("sid").combine_chunks())
+    at = pc.index_in(want.column("rep"), value_set=have.column("uid").combine_chunks())
     if at.null_count:
         raise ValueError("a kept row's shingle set is missing from its shard")
-    return pa.table({"rep": want.column("rep"), "set": have.column("set").take(at),
-                     "to_shard": want.column("to_shard")})
+    return pa.table({"rep": want.column("rep"), "rep_sid": have.column("sid").take(at),
+                     "set": have.column("set").take(at), "to_shard": want.column("to_shard")})
 
 
 def member_scores(assign: pa.Table | None, sets: pa.Table | None, reps: pa.Table | None) -> pa.Table | None:
     """One shard's cluster assignments, its survivors' shingle sets and its members' kept rows'
-    sets (`rep_sets`) -> the assignments with `similarity` (ASSIGN_SCHEMA): each member's exact
-    score against its kept row, 1.0 for kept rows."""
+    ids and sets (`rep_sets`) -> the assignments with `rep_sid` and `similarity`
+    (ASSIGN_SCHEMA): each member's exact score against its kept row; kept rows: null, 1.0."""
     if assign is None or not assign.num_rows:
         return None
-    is_member = pc.is_valid(assign.column("rep")).to_numpy(zero_copy_only=False)
+    assign = assign.combine_chunks()
+    is_member = assign.column("rep").to_numpy() >= 0
     sim = np.ones(assign.num_rows, np.float64)
+    rep_sid = pa.nulls(assign.num_rows, pa.string())
     if is_member.any():
         members = assign.filter(pa.array(is_member)).combine_chunks()
-        mine = pc.index_in(members.column("sid").chunk(0), value_set=sets.column("sid").combine_chunks())
+        mine = pc.index_in(members.column("uid").chunk(0), value_set=sets.column("uid").combine_chunks())
         theirs = pc.index_in(members.column("rep").chunk(0), value_set=reps.column("rep").combine_chunks())
         if mine.null_count or theirs.null_count:
             raise ValueError("a clustered survivor or its kept row has no shingle set")
@@ -459,7 +483,10 @@ def member_scores(assign: pa.Table | None, sets: pa.Table | None, reps: pa.Table
                                  reps.column("set").combine_chunks().take(theirs)])
         n = len(members)
         sim[is_member] = set_scores(sets_of(both), np.arange(n, 2 * n), np.arange(n))
-    return pa.table({"sid": assign.column("sid"), "rep": assign.column("rep"), "similarity": pa.array(sim),
+        where = np.full(assign.num_rows, -1, np.int64)
+        where[is_member] = theirs.to_numpy()
+        rep_sid = reps.column("rep_sid").combine_chunks().take(pa.array(where, mask=~is_member))
+    return pa.table({"uid": assign.column("uid"), "rep_sid": rep_sid, "similarity": pa.array(sim),
                      "extra": assign.column("extra")}, schema=ASSIGN_SCHEMA)
 
 
@@ -476,16 +503,16 @@ def build_rows(g: ExactGroups, assign: pa.Table | None) -> dict[str, pa.Table]:
     extra = np.zeros(n, np.int64)
     if assign is not None and assign.num_rows:
         surv = g.survivors
-        at = pc.fill_null(pc.index_in(assign.column("sid"), value_set=event_ids.take(pa.array(surv))), -1)
-        at = at.to_numpy().astype(np.int64)
-        found = at >= 0
-        rows = surv[at[found]]
-        rep = np.array(assign.column("rep").to_pylist(), dtype=object)[found]
-        member = np.array([x is not None for x in rep], bool)
+        at = assign.column("uid").to_numpy() & np.int64((1 << UID_BITS) - 1)
+        if len(at) and at.max() >= len(surv):
+            raise ValueError("a cluster assignment names a survivor this shard does not have")
+        rows = surv[at]
+        rep = np.array(assign.column("rep_sid").to_pylist(), dtype=object)
+        member = pc.is_valid(assign.column("rep_sid")).to_numpy(zero_copy_only=False)
         s_target[rows[member]] = rep[member]
         s_near[rows[member]] = True
-        s_sim[rows[member]] = assign.column("similarity").to_numpy()[found][member]
-        extra[rows[~member]] = assign.column("extra").to_numpy()[found][~member]
+        s_sim[rows[member]] = assign.column("similarity").to_numpy()[member]
+        extra[rows[~member]] = assign.column("extra").to_numpy()[~member]
     target, near, sim = s_target[g.rep], s_near[g.rep], s_sim[g.rep]
     is_event = (g.rep == np.arange(n)) & ~near
     mention = g.counts() + extra
@@ -597,7 +624,9 @@ class _ExactFn(beam.DoFn):
         key, (n, items) = element
         day = day_of(key)
         shard = int(key[11:])
-        tables = tables_of(items)
+        # copied out file by file, each map released: the group's rows are a row range of each
+        # of many files, whose mapped pages counted many times those rows (BENCHMARKS.md)
+        tables = tables_of(items, copy=True)
         parts = [t for t in tables if t.num_rows]
         fresh = concat_as_first(parts) if parts else None
         table = fresh
@@ -673,7 +702,8 @@ def _edges(element, near: NearDetector, spill: str | None):
     key, items = element
     edges = bucket_edges(tables_of(items), near)
     if edges is not None:
-        yield day_of(key), _one(spill, edges)
+        for table in edges:  # the stars and the roots
+            yield day_of(key), _one(spill, table)
 
 
 def _assignments(element, spill: str | None):
@@ -684,7 +714,7 @@ def _assignments(element, spill: str | None):
     if not pieces:
         return
     a = cluster_assignments(pieces)
-    for k, piece in key_groups(a.select(["sid", "rep", "extra"]), a.column("shard").to_numpy(), spill):
+    for k, piece in key_groups(a.select(["uid", "rep", "extra"]), a.column("shard").to_numpy(), spill):
         yield f"{day}/{k:04d}", piece
     want = rep_requests(a)
     for k, piece in key_groups(want.select(["rep", "to_shard"]), want.column("rep_shard").to_numpy(), spill):
@@ -699,7 +729,7 @@ def _rep_sets(element, spill: str | None):
     if got is None:
         return
     day = day_of(key)
-    for k, piece in key_groups(got.select(["rep", "set"]), got.column("to_shard").to_numpy(), spill):
+    for k, piece in key_groups(got.select(["rep", "rep_sid", "set"]), got.column("to_shard").to_numpy(), spill):
         yield f"{day}/{k:04d}", piece
 
 

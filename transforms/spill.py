@@ -33,9 +33,11 @@ shuffle stamps and windows them there).
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import shutil
 import uuid
+import weakref
 from typing import Callable, Iterable, NamedTuple
 
 import apache_beam as beam
@@ -159,16 +161,77 @@ def _open_sink(path: str):
     return pa.PythonFile(FileSystems.create(path), mode="w")
 
 
+# The memory maps of the local spill files this process reads: map -> (first, last address).
+# Touched pages of a map count in the process's resident set until it is unmapped, and this
+# machine's kernel (6.18) maps the page cache by whole large folios: touching a few scattered
+# rows of a big file counts most of the file (measured, BENCHMARKS.md). `release` drops the
+# pages of the maps holding some arrays once they are copied out; a later read faults them in
+# again from the page cache (the maps are read-only), so releasing is never wrong, only slower.
+_MAPS: "weakref.WeakKeyDictionary[mmap.mmap, tuple[int, int]]" = weakref.WeakKeyDictionary()
+_CAN_RELEASE = hasattr(mmap.mmap, "madvise") and hasattr(mmap, "MADV_DONTNEED")
+
+
 def _reader(path: str) -> pa.ipc.RecordBatchFileReader:
     if _is_local(path):
-        return pa.ipc.open_file(pa.memory_map(path, "r"))
+        with open(path, "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        buf = pa.py_buffer(m)  # zero-copy, as pa.memory_map; the map is freed with its last buffer
+        _MAPS[m] = (buf.address, buf.address + buf.size)
+        return pa.ipc.open_file(pa.BufferReader(buf))
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return pa.ipc.open_file(pa.py_buffer(f.read()))
 
 
-def tables_of(items: Iterable) -> list[pa.Table]:
+def _addresses(obj, out: list) -> list:
+    if isinstance(obj, pa.Table):
+        for col in obj.columns:
+            _addresses(col, out)
+    elif isinstance(obj, pa.RecordBatch):
+        for col in obj.columns:
+            _addresses(col, out)
+    elif isinstance(obj, pa.ChunkedArray):
+        for chunk in obj.chunks:
+            _addresses(chunk, out)
+    elif isinstance(obj, pa.DictionaryArray):
+        _addresses(obj.indices, out)
+        _addresses(obj.dictionary, out)
+    elif isinstance(obj, pa.Array):
+        out.extend(b.address for b in obj.buffers() if b is not None and b.size)
+    return out
+
+
+def release(*objs) -> int:
+    """Drop the resident pages of the spill-file maps that hold any buffer of `objs` (tables,
+    record batches, arrays) from this process (`madvise(MADV_DONTNEED)`; the data stays
+    readable). For a step that has copied what it needs out of mapped rows it touched here and
+    there. Returns the number of maps released (0 where the platform cannot)."""
+    if not _CAN_RELEASE or not _MAPS:
+        return 0
+    addresses = [a for o in objs for a in _addresses(o, [])]
+    done = 0
+    for m, (lo, hi) in list(_MAPS.items()):
+        if any(lo <= a < hi for a in addresses):
+            try:
+                m.madvise(mmap.MADV_DONTNEED)
+                done += 1
+            except (ValueError, OSError):  # closed meanwhile
+                pass
+    return done
+
+
+def heap_copy(table: pa.Table) -> pa.Table:
+    """`table` with every column copied into one chunk of this process's memory (no buffer
+    left in a spill-file map)."""
+    cols = [pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.Table.from_arrays(cols, schema=table.schema)
+
+
+def tables_of(items: Iterable, copy: bool = False) -> list[pa.Table]:
     """Tables from a grouped iterable holding tables, record batches and/or spill references
-    (one table per spill file, so files of different schemas stay apart)."""
+    (one table per spill file, so files of different schemas stay apart). `copy`: each spill
+    file's rows copied into one chunk per column of this process's memory and the file's map
+    released at once (`release`): for a group reading row ranges of many files, whose mapped
+    pages would otherwise count many times the rows read."""
     tables, refs = [], []
     for x in items:
         if isinstance(x, SpillRef):
@@ -184,7 +247,12 @@ def tables_of(items: Iterable) -> list[pa.Table]:
         reader = _reader(path)
         batches = [reader.get_batch(r.first).slice(r.offset, r.rows) if r.offset >= 0 else reader.get_batch(i)
                    for r in _adjacent_joined(rs) for i in range(r.first, r.first + r.count)]
-        tables.append(pa.Table.from_batches(batches, schema=reader.schema))
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        if copy:
+            mapped, table = table, heap_copy(table)
+            release(mapped)
+            del mapped, batches
+        tables.append(table)
     return tables
 
 
