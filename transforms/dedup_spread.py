@@ -70,7 +70,7 @@ from transforms.dedup import PRIORITY, NearDetector, day_counters, dedup_day, pr
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, BucketRuns, components, edges_in_rounds, in_runs,
                                 round_candidates, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
-from transforms.spill import SpillRef, key_groups, release, tables_of, write_groups, write_sorted
+from transforms.spill import SpillRef, give_back, key_groups, release, tables_of, write_groups, write_sorted
 from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
@@ -665,6 +665,8 @@ class _ExactFn(beam.DoFn):
             fine = band_shards(bands, FINE_BUCKETS)
             yield beam.pvalue.TaggedOutput(
                 "bands", (day, write_sorted(self._spill, bands, fine) if self._spill else bands))
+        del table, g, bands, sets
+        give_back()
 
 
     def _whole_day(self, day: str, shard: int, table: pa.Table):
@@ -704,21 +706,28 @@ def _edges(element, near: NearDetector, spill: str | None):
     if edges is not None:
         for table in edges:  # the stars and the roots
             yield day_of(key), _one(spill, table)
+    del edges
+    give_back()
 
 
 def _assignments(element, spill: str | None):
     """(day, [stars]) -> assignments keyed by the survivor's day/shard, and on `want` the
     kept rows' set requests keyed by the kept row's day/shard."""
     day, items = element
-    pieces = [t for t in tables_of(items) if t.num_rows]
+    # copied file by file, each map released: the day's stars are one file per bucket group
+    pieces = [t for t in tables_of(items, copy=True) if t.num_rows]
     if not pieces:
         return
     a = cluster_assignments(pieces)
+    del pieces
+    give_back()
     for k, piece in key_groups(a.select(["uid", "rep", "extra"]), a.column("shard").to_numpy(), spill):
         yield f"{day}/{k:04d}", piece
     want = rep_requests(a)
     for k, piece in key_groups(want.select(["rep", "to_shard"]), want.column("rep_shard").to_numpy(), spill):
         yield beam.pvalue.TaggedOutput("want", (f"{day}/{k:04d}", piece))
+    del a, want
+    give_back()
 
 
 def _rep_sets(element, spill: str | None):
@@ -755,6 +764,8 @@ class _BuildFn(beam.DoFn):
             yield day, (name, shard, _one(self._spill, out[name]))
         if self._occurrences:
             yield day, (OCCURRENCES, shard, _one(self._spill, table))
+        del table, assign, out
+        give_back()
 
 
 def _day_parts(stager, counters: dict, occurrences: bool, day_str: str, items, pane_index: int):
