@@ -20,21 +20,26 @@ How a day is spread (the way MinHash dedup runs on Spark; every arrow is a shuff
         low signature bytes, band hashes, shingle set) computed once
       band rows ──(day, bucket shard)──► Buckets: candidates (next neighbours in priority
         order), filtered by set sizes and signature agreement, verified (exact score) in
-        rounds that skip pairs already connected: a star per local cluster (ids, counts,
-        the local root's priority columns; no texts, no sets)
+        rounds that skip pairs already connected: a star per local cluster (survivor
+        numbers and counts) and the local roots' priority columns; no ids, texts or sets
       stars ──(day)──► Clusters: connected components, kept row per component
-      set requests ──(day, kept row's shard)──► RepSets: the kept rows' shingle sets
+      set requests ──(day, kept row's shard)──► RepSets: the kept rows' ids and shingle sets
       assignments, kept rows' sets, rows ──(day, fingerprint shard)──► Build: each member
         scored against its kept row; events/duplicates pieces
       pieces ──(day)──► the day's files, written piece by piece; quality summed
 
-A band row is 13 bytes (band, band hash, node index); the survivor it stands for (id,
+A band row is 13 bytes (band, band hash, node index); the survivor it stands for (number,
 priority, counts, signature bytes, shingle set) is a dictionary value written once per
 fingerprint-shard group, so the bucket groups read only the survivors of buckets with two or
 more members (through a runner's own shuffle, without spill files, each piece carries the
-survivors it refers to). The day-keyed groups hold stars (ids and counts of the clustered
-survivors, priority columns of the local roots) and references to pieces only; bucket groups are
-`bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
+survivors it refers to). A survivor is a number from the bucket groups to Build (UID_BITS:
+its fingerprint shard and its index there), its id (a string) travelling only with its set
+when it is a kept row. The day-keyed groups hold stars (20 bytes per clustered survivor and
+local cluster), the local roots' priority columns and references to pieces only; bucket
+groups are `bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
+The steps reading scattered rows of memory-mapped spill files copy what they need and
+release the maps (`transforms.spill.release`), and each group gives its freed memory back
+(`give_back`): on this machine both counted in a worker's resident set (BENCHMARKS.md).
 
 A day that is one group anyway (spilled runs coalesce a day of at most ROWS_PER_SHARD rows
 into one, `coalesce`) is deduplicated there in one `dedup_day` call, which gives the same
@@ -96,6 +101,8 @@ def bucket_shard_count(survivors: int, shards: int) -> int:
 def coarse_shards(fine: np.ndarray, groups: int) -> np.ndarray:
     """The bucket group (of `groups`) of each fine shard: runs of consecutive fine shards."""
     return np.asarray(fine, np.int64) * groups // FINE_BUCKETS
+
+
 # A survivor's number within a day: its fingerprint shard in the high 32 bits, its index among
 # the shard's survivors (`ExactGroups.survivors`, the same in Exact and Build: the same rows
 # sorted the same way) in the low 32. The chain from the bucket groups to Build carries these
@@ -400,16 +407,31 @@ def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
     priorities. Numpy over the survivor numbers: at 1M updates on one day, 7.4M star rows."""
     stars = [t for t in pieces if t.num_rows and "root" in t.column_names]
     roots = [t for t in pieces if t.num_rows and "root" not in t.column_names]
-    uid, count, local = (_column(stars, name, dtype) for name, dtype in
-                         (("uid", np.int64), ("count", np.int64), ("root", np.int32)))
-    offs = np.repeat(np.cumsum([0] + [t.num_rows for t in stars[:-1]]), [t.num_rows for t in stars])
-    root_uid = uid[local.astype(np.int64) + offs]
-    del offs, local
-    ids, first, codes = np.unique(uid, return_index=True, return_inverse=True)
+    # star by star into numpy, each piece's spill-file map released once copied (the day's
+    # stars are one piece per bucket group): numbers, counts and the edge to the local root
+    total = sum(t.num_rows for t in stars)
+    uid, root_uid, count = (np.empty(total, np.int64) for _ in range(3))
+    at = 0
+    for t in stars:
+        u = _column([t], "uid", np.int64)
+        uid[at:at + len(u)] = u
+        root_uid[at:at + len(u)] = u[_column([t], "root", np.int32)]
+        count[at:at + len(u)] = _column([t], "count", np.int64)
+        at += len(u)
+        release(t)
+    ids = np.unique(uid)  # every survivor of a star has a row of its own (its root too)
     n = len(ids)
-    count = count[first]
-    label = components(n, codes, np.searchsorted(ids, root_uid))
-    del codes, root_uid, first, uid
+    codes = np.searchsorted(ids, uid)
+    del uid
+    survivor_count = np.empty(n, np.int64)
+    survivor_count[codes] = count  # the same for every row of a survivor
+    count = survivor_count
+    root_codes = np.searchsorted(ids, root_uid)
+    del root_uid
+    edge = codes != root_codes  # a local root's own row is no edge
+    codes, root_codes = codes[edge], root_codes[edge]
+    label = components(n, codes, root_codes)
+    del codes, root_codes, edge
     rt = concat_as_first(roots).combine_chunks()
     rt_uid, rt_first = np.unique(_column([rt], "uid", np.int64), return_index=True)
     rt = rt.take(pa.array(rt_first))  # one row per local root
@@ -706,16 +728,13 @@ def _edges(element, near: NearDetector, spill: str | None):
     if edges is not None:
         for table in edges:  # the stars and the roots
             yield day_of(key), _one(spill, table)
-    del edges
-    give_back()
 
 
 def _assignments(element, spill: str | None):
     """(day, [stars]) -> assignments keyed by the survivor's day/shard, and on `want` the
     kept rows' set requests keyed by the kept row's day/shard."""
     day, items = element
-    # copied file by file, each map released: the day's stars are one file per bucket group
-    pieces = [t for t in tables_of(items, copy=True) if t.num_rows]
+    pieces = [t for t in tables_of(items) if t.num_rows]
     if not pieces:
         return
     a = cluster_assignments(pieces)
