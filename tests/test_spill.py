@@ -1,8 +1,9 @@
 """Spill files: what a reference points at is what was written under its key."""
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from transforms.spill import SpillRef, tables_of, write_groups, write_ranges
+from transforms.spill import _MAPS, SpillRef, release, tables_of, write_groups, write_ranges
 
 
 def _table(n: int, seed: int = 3) -> tuple[pa.Table, np.ndarray]:
@@ -65,3 +66,38 @@ def test_write_ranges_makes_a_batch_per_run_of_keys_with_the_same_label(tmp_path
     assert sorted(day.column("row").to_pylist()) == np.flatnonzero((keys >= 3) & (keys <= 5)).tolist()
     (two,) = tables_of([refs[max(k for k in refs if k.startswith("d0"))], d1[0]])  # adjacent rows, not one batch
     assert two.column("row").num_chunks == 2
+
+
+def _rss_file_mb() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+def test_release_drops_a_maps_pages_from_the_process_and_the_rows_stay_readable(tmp_path):
+    n = 8 << 20  # 64 MB of int64
+    t = pa.table({"v": np.arange(n, dtype=np.int64)})
+    (_, ref), = write_groups(str(tmp_path), t, np.zeros(n, np.int64))
+    (mapped,) = tables_of([ref])
+    before = _rss_file_mb()
+    assert pc.sum(mapped.column("v")).as_py() == n * (n - 1) // 2  # touches every page
+    touched = _rss_file_mb()
+    assert touched - before >= 48, (before, touched)  # the pages count in this process
+    assert release(mapped) == 1
+    assert touched - _rss_file_mb() >= 48  # and no longer do
+    assert release(pa.table({"v": [1, 2]})) == 0  # a table in this process's memory: no map
+    assert mapped.column("v").equals(t.column("v"))  # read again from the page cache
+
+
+def test_tables_of_with_copy_gives_the_rows_in_this_process_and_closes_the_map(tmp_path):
+    t, keys = _table(2000)
+    refs = [r for _, r in write_ranges(str(tmp_path), t, keys)]
+    mapped = tables_of(refs[1:3])
+    maps = len(_MAPS)
+    assert maps >= 1
+    copied = tables_of(refs[1:3], copy=True)
+    assert len(_MAPS) == maps  # the copy's own map is gone already
+    assert [c.num_chunks for c in copied[0].columns] == [1, 1, 1]
+    assert copied[0].equals(mapped[0])
+    assert release(copied[0]) == 0  # no buffer of it is in a map
