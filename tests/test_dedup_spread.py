@@ -65,7 +65,7 @@ def spread(table: pa.Table, near: NearDetector | None, shards: int) -> dict[str,
                 buckets.setdefault(int(s), []).append(b.filter(pa.array(bs == s)))
         edges = [t for e in (bucket_edges(ts, near) for ts in buckets.values()) if e is not None for t in e]
         if edges:
-            a = cluster_assignments(edges)
+            a = cluster_assignments(edges, {k: len(exact_groups(t).survivors) for k, t in groups.items()})
             assign = {k: a.filter(pc.equal(a.column("shard"), k)).select(["uid", "rep", "extra"]) for k in groups}
             want = rep_requests(a)
             for k in groups:
@@ -139,6 +139,48 @@ def test_plain_chain_equals_whole_day_on_mixed_days(seed, shards):
     t = mixed(seed)
     assert_same(spread(t, NEAR, shards), dedup_day(DAY, t, NEAR))
     assert_same(spread(t, None, shards), dedup_day(DAY, t, None))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cluster_group_folding_its_edges_in_small_batches_gives_the_same_rows(seed, monkeypatch):
+    """The cluster group folds star edges into its labels every FOLD_EDGES edges; folding after
+    every bucket group's stars (many folds, components joined across folds) gives the rows
+    of one fold and of the whole-day step."""
+    t = mixed(seed)
+    want = dedup_day(DAY, t, NEAR)
+    folds = []
+    real = dedup_spread._fold
+
+    def counted(label, a, b):
+        folds.append(sum(len(x) for x in a))
+        return real(label, a, b)
+
+    monkeypatch.setattr(dedup_spread, "_fold", counted)
+    assert_same(spread(t, NEAR, 7), want)
+    assert len(folds) == 1  # the default: one fold for a small day
+    folds.clear()
+    monkeypatch.setattr(dedup_spread, "FOLD_EDGES", 1)
+    assert_same(spread(t, NEAR, 7), want)
+    assert len([f for f in folds if f]) > 3  # folded piece by piece, edges in several folds
+
+
+def test_cluster_group_rejects_a_star_whose_survivor_its_shard_did_not_count():
+    t = mixed(1)
+    fp = fingerprint_shards(t.column("fingerprint"), 2)
+    groups = {int(k): t.filter(pa.array(fp == k)) for k in np.unique(fp)}
+    pieces = []
+    for k, g in groups.items():
+        b, _ = band_rows(exact_groups(g), k, NEAR)
+        out = bucket_edges([b], NEAR)
+        if out is not None:
+            pieces.extend(out)
+    counts = {k: len(exact_groups(g).survivors) for k, g in groups.items()}
+    assert cluster_assignments(pieces, counts).num_rows
+    uid = np.concatenate([p.column("uid").to_numpy() for p in pieces if "root" in p.column_names])
+    k = int(uid[0] >> 32)
+    short = {**counts, k: int((uid[uid >> 32 == k] & 0xFFFFFFFF).max())}  # its last clustered survivor cut off
+    with pytest.raises(ValueError, match="did not count"):
+        cluster_assignments(pieces, short)
 
 
 def labelled_days(size: int):

@@ -395,64 +395,100 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     return stars, roots
 
 
-def cluster_assignments(pieces: list[pa.Table]) -> pa.Table:
+# Edges the cluster group gathers before folding them into its labels (`cluster_assignments`):
+# its memory is the day's survivors (a few numpy arrays) plus this many edges, not the stars.
+FOLD_EDGES = 4_000_000
+
+
+def _fold(label: np.ndarray, a: list, b: list) -> np.ndarray:
+    """Labels (each node's component: its smallest node) joined by the edges a[k]-b[k]."""
+    if not a:
+        return label
+    i, j = label[np.concatenate(a)], label[np.concatenate(b)]
+    keep = i != j
+    if not keep.any():
+        return label
+    return components(len(label), i[keep], j[keep])[label]
+
+
+def cluster_assignments(pieces: list[pa.Table], survivors: dict[int, int]) -> pa.Table:
     """The local clusters of one day (`bucket_edges`' star and root tables, in any order:
-    survivor numbers, counts, local roots' priority columns; no ids, texts or sets) -> one
-    assignment per survivor in a cluster: a member gets its kept row (`rep`, the number of the
-    day's cluster's first in priority; `rep_shard` its fingerprint shard); a kept row gets
-    `extra`, the rows its members stand for (`rep` -1). Column `shard`: the survivor's
-    fingerprint shard. Similarities are scored later where the rows are (`rep_requests`,
-    `rep_sets`, `member_scores`). The day's cluster's first is a local root in every local
-    cluster it is in (it comes first in any part of its cluster), so only local roots need
-    priorities. Numpy over the survivor numbers: at 1M updates on one day, 7.4M star rows."""
+    survivor numbers, counts, local roots' priority columns; no ids, texts or sets) and the
+    day's survivors per fingerprint shard -> one assignment per survivor in a cluster: a
+    member gets its kept row (`rep`, the number of the day's cluster's first in priority;
+    `rep_shard` its fingerprint shard); a kept row gets `extra`, the rows its members stand
+    for (`rep` -1). Column `shard`: the survivor's fingerprint shard. Similarities are scored
+    later where the rows are (`rep_requests`, `rep_sets`, `member_scores`). The day's
+    cluster's first is a local root in every local cluster it is in (it comes first in any
+    part of its cluster), so only local roots need priorities.
+
+    Memory: survivors are dense indices (shard offset + index), the stars are read piece by
+    piece (each piece's spill-file map released once read) and folded into a label per
+    survivor every FOLD_EDGES edges: a few arrays over the day's survivors, not its star
+    rows (at 1M updates on one day: 7.4M star rows for 1.5M clustered survivors)."""
     stars = [t for t in pieces if t.num_rows and "root" in t.column_names]
     roots = [t for t in pieces if t.num_rows and "root" not in t.column_names]
-    # star by star into numpy, each piece's spill-file map released once copied (the day's
-    # stars are one piece per bucket group): numbers, counts and the edge to the local root
-    total = sum(t.num_rows for t in stars)
-    uid, root_uid, count = (np.empty(total, np.int64) for _ in range(3))
-    at = 0
+    top = max(survivors, default=-1) + 1
+    size = np.zeros(top, np.int64)
+    for shard, count in survivors.items():
+        size[shard] = count
+    base = np.zeros(top + 1, np.int64)
+    np.cumsum(size, out=base[1:])
+    n = int(base[-1])
+
+    def dense(uid: np.ndarray) -> np.ndarray:
+        shard, idx = uid >> UID_BITS, uid & np.int64((1 << UID_BITS) - 1)
+        if len(uid) and (shard.max() >= top or (idx >= size[shard]).any()):
+            raise ValueError("a star names a survivor its shard did not count")
+        return base[shard] + idx
+
+    label = np.arange(n, dtype=np.int64)
+    count = np.zeros(n, np.int64)
+    seen = np.zeros(n, bool)
+    pending_a: list = []
+    pending_b: list = []
+    pending = 0
     for t in stars:
-        u = _column([t], "uid", np.int64)
-        uid[at:at + len(u)] = u
-        root_uid[at:at + len(u)] = u[_column([t], "root", np.int32)]
-        count[at:at + len(u)] = _column([t], "count", np.int64)
-        at += len(u)
+        u = dense(_column([t], "uid", np.int64))
+        r = u[_column([t], "root", np.int32)]
+        count[u] = _column([t], "count", np.int64)  # the same in every star of a survivor
+        seen[u] = True
+        edge = u != r  # a local root's own row is no edge
+        pending_a.append(u[edge])
+        pending_b.append(r[edge])
+        pending += int(edge.sum())
         release(t)
-    ids = np.unique(uid)  # every survivor of a star has a row of its own (its root too)
-    n = len(ids)
-    codes = np.searchsorted(ids, uid)
-    del uid
-    survivor_count = np.empty(n, np.int64)
-    survivor_count[codes] = count  # the same for every row of a survivor
-    count = survivor_count
-    root_codes = np.searchsorted(ids, root_uid)
-    del root_uid
-    edge = codes != root_codes  # a local root's own row is no edge
-    codes, root_codes = codes[edge], root_codes[edge]
-    label = components(n, codes, root_codes)
-    del codes, root_codes, edge
+        if pending >= FOLD_EDGES:
+            label = _fold(label, pending_a, pending_b)
+            pending_a, pending_b, pending = [], [], 0
+    label = _fold(label, pending_a, pending_b)
+    del pending_a, pending_b
     rt = concat_as_first(roots).combine_chunks()
-    rt_uid, rt_first = np.unique(_column([rt], "uid", np.int64), return_index=True)
+    rt_at, rt_first = np.unique(dense(_column([rt], "uid", np.int64)), return_index=True)
     rt = rt.take(pa.array(rt_first))  # one row per local root
-    by_priority = np.searchsorted(ids, rt_uid)[priority_order(lambda c: rt.column(c).chunk(0))]  # first first
+    by_priority = rt_at[priority_order(lambda c: rt.column(c).chunk(0))]  # first first
     rank = np.full(n, len(by_priority), np.int64)  # never a local root: never kept
     rank[by_priority] = np.arange(len(by_priority))
     best = np.full(n, len(by_priority), np.int64)
     np.minimum.at(best, label, rank)
-    kept_of = by_priority[best[label]]  # per survivor, its day's cluster's first
-    members = np.flatnonzero(kept_of != np.arange(n))
-    reps = kept_of[members]
+    seen_at = np.flatnonzero(seen)
+    first = best[label[seen_at]]
+    if len(first) and first.max() >= len(by_priority):
+        raise ValueError("a cluster without a local root")
+    kept_of = by_priority[first]  # per clustered survivor, its day's cluster's first
+    is_member = kept_of != seen_at
+    members, reps = seen_at[is_member], kept_of[is_member]
     extra = np.zeros(n, np.int64)
     np.add.at(extra, reps, count[members])
     kept = np.unique(reps)
-    shard = ids >> UID_BITS
+    shard_of = np.searchsorted(base, np.arange(n), side="right") - 1
+    uid = (shard_of << UID_BITS) + (np.arange(n) - base[shard_of])
     return pa.table({
-        "uid": pa.array(np.concatenate([ids[members], ids[kept]])),
-        "rep": pa.array(np.concatenate([ids[reps], np.full(len(kept), -1, np.int64)])),
+        "uid": pa.array(np.concatenate([uid[members], uid[kept]])),
+        "rep": pa.array(np.concatenate([uid[reps], np.full(len(kept), -1, np.int64)])),
         "extra": pa.array(np.concatenate([np.zeros(len(members), np.int64), extra[kept]])),
-        "shard": pa.array(np.concatenate([shard[members], shard[kept]])),
-        "rep_shard": pa.array(np.concatenate([shard[reps], shard[kept]])),
+        "shard": pa.array(np.concatenate([shard_of[members], shard_of[kept]])),
+        "rep_shard": pa.array(np.concatenate([shard_of[reps], shard_of[kept]])),
     })
 
 
@@ -682,7 +718,7 @@ class _ExactFn(beam.DoFn):
         bands, sets = band_rows(g, shard, self._near)
         if sets.num_rows:
             yield beam.pvalue.TaggedOutput("sets", (key, _one(self._spill, sets)))
-        yield beam.pvalue.TaggedOutput("survivors", (day, len(g.survivors)))
+        yield beam.pvalue.TaggedOutput("survivors", (day, (shard, len(g.survivors))))
         if bands.num_rows:  # spilled: one file sorted by fine shard (path, fine shards, starts); else the table
             fine = band_shards(bands, FINE_BUCKETS)
             yield beam.pvalue.TaggedOutput(
@@ -709,7 +745,7 @@ def _key_bands(element, survivors: dict, shards: int):
     """(day, band rows of a fingerprint shard: `write_sorted`'s (path, fine shards, bounds), or a table) ->
     (day/b<group>, rows) per bucket group of the day, its number from the day's survivors."""
     day, bands = element
-    groups = bucket_shard_count(survivors[day], shards)
+    groups = bucket_shard_count(sum(n for _, n in survivors[day]), shards)
     if isinstance(bands, tuple):  # a spill file sorted by fine shard: a row range per bucket group
         path, fine, bounds = bands
         k = coarse_shards(fine, groups)
@@ -730,14 +766,14 @@ def _edges(element, near: NearDetector, spill: str | None):
             yield day_of(key), _one(spill, table)
 
 
-def _assignments(element, spill: str | None):
+def _assignments(element, spill: str | None, survivors: dict):
     """(day, [stars]) -> assignments keyed by the survivor's day/shard, and on `want` the
     kept rows' set requests keyed by the kept row's day/shard."""
     day, items = element
     pieces = [t for t in tables_of(items) if t.num_rows]
     if not pieces:
         return
-    a = cluster_assignments(pieces)
+    a = cluster_assignments(pieces, dict(survivors[day]))
     del pieces
     give_back()
     for k, piece in key_groups(a.select(["uid", "rep", "extra"]), a.column("shard").to_numpy(), spill):
@@ -866,13 +902,16 @@ class DedupDaySpread(beam.PTransform):
             .with_output_types(Tuple[str, Any]).with_outputs("bands", "sets", "survivors", "index", "parts", main="rows")
         joined = {"rows": exact.rows}
         if near is not None:
-            survivors = exact.survivors | "DaySurvivors" >> beam.CombinePerKey(sum)
+            # per day, (fingerprint shard, survivors) of each shard: the bucket groups' number and the
+            # cluster group's survivor numbering
+            survivors = exact.survivors | "DaySurvivors" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
             clusters = (exact.bands
                         | "KeyBands" >> beam.FlatMap(_key_bands, beam.pvalue.AsDict(survivors), self._shards)
                         | "GroupBuckets" >> beam.GroupByKey()
                         | "Verify" >> beam.FlatMap(_edges, near, spill)
                         | "GroupEdges" >> beam.GroupByKey()
-                        | "Clusters" >> beam.FlatMap(_assignments, spill).with_outputs("want", main="assign"))
+                        | "Clusters" >> beam.FlatMap(_assignments, spill, beam.pvalue.AsDict(survivors))
+                        .with_outputs("want", main="assign"))
             reps = ({"sets": exact.sets, "want": clusters.want}
                     | "JoinRequests" >> beam.CoGroupByKey()
                     | "RepSets" >> beam.FlatMap(_rep_sets, spill))
