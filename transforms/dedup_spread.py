@@ -34,9 +34,10 @@ fingerprint-shard group, so the bucket groups read only the survivors of buckets
 more members (through a runner's own shuffle, without spill files, each piece carries the
 survivors it refers to). A survivor is a number from the bucket groups to Build (UID_BITS:
 its fingerprint shard and its index there), its id (a string) travelling only with its set
-when it is a kept row. The day-keyed groups hold stars (20 bytes per clustered survivor and
-local cluster), the local roots' priority columns and references to pieces only; bucket
-groups are `bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
+when it is a kept row. The day-keyed groups hold references to pieces; the cluster group
+reads the stars (20 bytes per clustered survivor and local cluster) piece by piece into a
+label per survivor of the day (numbered densely by shard, from each Exact group's survivor
+count) and the local roots' priority columns; bucket groups are `bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
 The steps reading scattered rows of memory-mapped spill files copy what they need and
 release the maps (`transforms.spill.release`), and each group gives its freed memory back
 (`give_back`): on this machine both counted in a worker's resident set (BENCHMARKS.md).
@@ -62,7 +63,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
-from typing import Any, Tuple
+from typing import Any, Iterable, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -75,7 +76,8 @@ from transforms.dedup import PRIORITY, NearDetector, day_counters, dedup_day, pr
 from transforms.neardup import (MAX_BUCKET_NEIGHBOURS, BucketRuns, components, edges_in_rounds, in_runs,
                                 round_candidates, set_scores, sets_of, sketch_texts, verify_pairs)
 from transforms.parts import Part
-from transforms.spill import SpillRef, give_back, key_groups, release, tables_of, write_groups, write_sorted
+from transforms.spill import (SpillRef, give_back, heap_copy, iter_tables, key_groups, release, tables_of, write_groups,
+                              write_sorted)
 from transforms.state import OCCURRENCES, index_rows
 from transforms.windowing import day_of
 
@@ -411,7 +413,7 @@ def _fold(label: np.ndarray, a: list, b: list) -> np.ndarray:
     return components(len(label), i[keep], j[keep])[label]
 
 
-def cluster_assignments(pieces: list[pa.Table], survivors: dict[int, int]) -> pa.Table:
+def cluster_assignments(pieces: Iterable[pa.Table], survivors: dict[int, int]) -> pa.Table:
     """The local clusters of one day (`bucket_edges`' star and root tables, in any order:
     survivor numbers, counts, local roots' priority columns; no ids, texts or sets) and the
     day's survivors per fingerprint shard -> one assignment per survivor in a cluster: a
@@ -425,9 +427,8 @@ def cluster_assignments(pieces: list[pa.Table], survivors: dict[int, int]) -> pa
     Memory: survivors are dense indices (shard offset + index), the stars are read piece by
     piece (each piece's spill-file map released once read) and folded into a label per
     survivor every FOLD_EDGES edges: a few arrays over the day's survivors, not its star
-    rows (at 1M updates on one day: 7.4M star rows for 1.5M clustered survivors)."""
-    stars = [t for t in pieces if t.num_rows and "root" in t.column_names]
-    roots = [t for t in pieces if t.num_rows and "root" not in t.column_names]
+    rows (at 1M updates on one day: 7.4M star rows for 1.5M clustered survivors). `pieces`
+    is read once, one table at a time (`iter_tables`: one spill file open at a time)."""
     top = max(survivors, default=-1) + 1
     size = np.zeros(top, np.int64)
     for shard, count in survivors.items():
@@ -448,7 +449,14 @@ def cluster_assignments(pieces: list[pa.Table], survivors: dict[int, int]) -> pa
     pending_a: list = []
     pending_b: list = []
     pending = 0
-    for t in stars:
+    roots = []
+    for t in pieces:
+        if not t.num_rows:
+            continue
+        if "root" not in t.column_names:  # a local roots' table: small, kept
+            roots.append(heap_copy(t))
+            release(t)
+            continue
         u = dense(_column([t], "uid", np.int64))
         r = u[_column([t], "root", np.int32)]
         count[u] = _column([t], "count", np.int64)  # the same in every star of a survivor
@@ -463,6 +471,8 @@ def cluster_assignments(pieces: list[pa.Table], survivors: dict[int, int]) -> pa
             pending_a, pending_b, pending = [], [], 0
     label = _fold(label, pending_a, pending_b)
     del pending_a, pending_b
+    if not roots:
+        return pa.table({name: pa.array([], pa.int64()) for name in ("uid", "rep", "extra", "shard", "rep_shard")})
     rt = concat_as_first(roots).combine_chunks()
     rt_at, rt_first = np.unique(dense(_column([rt], "uid", np.int64)), return_index=True)
     rt = rt.take(pa.array(rt_first))  # one row per local root
@@ -770,12 +780,10 @@ def _assignments(element, spill: str | None, survivors: dict):
     """(day, [stars]) -> assignments keyed by the survivor's day/shard, and on `want` the
     kept rows' set requests keyed by the kept row's day/shard."""
     day, items = element
-    pieces = [t for t in tables_of(items) if t.num_rows]
-    if not pieces:
-        return
-    a = cluster_assignments(pieces, dict(survivors[day]))
-    del pieces
+    a = cluster_assignments(iter_tables(items), dict(survivors[day]))
     give_back()
+    if not a.num_rows:
+        return
     for k, piece in key_groups(a.select(["uid", "rep", "extra"]), a.column("shard").to_numpy(), spill):
         yield f"{day}/{k:04d}", piece
     want = rep_requests(a)

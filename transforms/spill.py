@@ -38,7 +38,7 @@ import os
 import shutil
 import uuid
 import weakref
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -254,14 +254,21 @@ def tables_of(items: Iterable, copy: bool = False) -> list[pa.Table]:
     file's rows copied into one chunk per column of this process's memory and the file's map
     released at once (`release`): for a group reading row ranges of many files, whose mapped
     pages would otherwise count many times the rows read."""
-    tables, refs = [], []
+    return list(iter_tables(items, copy))
+
+
+def iter_tables(items: Iterable, copy: bool = False) -> Iterator[pa.Table]:
+    """`tables_of`, one table at a time: a spill file is opened when its table is next and
+    unmapped (its descriptor closed) once the consumer lets go of the table, so a group of
+    thousands of pieces holds one file open at a time."""
+    refs = []
     for x in items:
         if isinstance(x, SpillRef):
             refs.append(x)
         elif isinstance(x, pa.RecordBatch):
-            tables.append(pa.Table.from_batches([x]))
+            yield pa.Table.from_batches([x])
         else:
-            tables.append(x)
+            yield x
     by_file: dict[str, list[SpillRef]] = {}
     for r in refs:
         by_file.setdefault(r.path, []).append(r)
@@ -270,12 +277,13 @@ def tables_of(items: Iterable, copy: bool = False) -> list[pa.Table]:
         batches = [reader.get_batch(r.first).slice(r.offset, r.rows) if r.offset >= 0 else reader.get_batch(i)
                    for r in _adjacent_joined(rs) for i in range(r.first, r.first + r.count)]
         table = pa.Table.from_batches(batches, schema=reader.schema)
+        del reader, batches
         if copy:
             mapped, table = table, heap_copy(table)
             release(mapped)
-            del mapped, batches
-        tables.append(table)
-    return tables
+            del mapped
+        yield table
+        del table
 
 
 def _adjacent_joined(refs: list[SpillRef]) -> list[SpillRef]:
