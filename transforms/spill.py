@@ -36,6 +36,7 @@ import itertools
 import mmap
 import os
 import shutil
+import threading
 import uuid
 import weakref
 from typing import Callable, Iterable, Iterator, NamedTuple
@@ -168,6 +169,7 @@ def _open_sink(path: str):
 # pages of the maps holding some arrays once they are copied out; a later read faults them in
 # again from the page cache (the maps are read-only), so releasing is never wrong, only slower.
 _MAPS: "weakref.WeakKeyDictionary[mmap.mmap, tuple[int, int]]" = weakref.WeakKeyDictionary()
+_MAPS_LOCK = threading.Lock()  # an SDK worker runs bundles in several threads
 _CAN_RELEASE = hasattr(mmap.mmap, "madvise") and hasattr(mmap, "MADV_DONTNEED")
 
 
@@ -176,7 +178,8 @@ def _reader(path: str) -> pa.ipc.RecordBatchFileReader:
         with open(path, "rb") as f:
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         buf = pa.py_buffer(m)  # zero-copy, as pa.memory_map; the map is freed with its last buffer
-        _MAPS[m] = (buf.address, buf.address + buf.size)
+        with _MAPS_LOCK:
+            _MAPS[m] = (buf.address, buf.address + buf.size)
         return pa.ipc.open_file(pa.BufferReader(buf))
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return pa.ipc.open_file(pa.py_buffer(f.read()))
@@ -209,7 +212,9 @@ def release(*objs) -> int:
         return 0
     addresses = [a for o in objs for a in _addresses(o, [])]
     done = 0
-    for m, (lo, hi) in list(_MAPS.items()):
+    with _MAPS_LOCK:
+        maps = list(_MAPS.items())
+    for m, (lo, hi) in maps:
         if any(lo <= a < hi for a in addresses):
             try:
                 m.madvise(mmap.MADV_DONTNEED)
