@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -150,14 +151,21 @@ def test_local_workers_chosen_where_they_pay(monkeypatch):
     from pipelines.news_events import AUTO_WORKERS_BYTES, choose_local_workers, pipeline_options
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "")  # so that the undo removes what the call sets
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
     base = ["--input", "x", "--output", "y"]
     small = pipeline_options(base)
     assert choose_local_workers(small, base, AUTO_WORKERS_BYTES - 1) == 1
     assert small.view_as(DirectOptions).direct_running_mode == "in_memory"
+    assert "MALLOC_ARENA_MAX" not in os.environ  # no worker processes: nothing to set
     big = pipeline_options(base)
     assert choose_local_workers(big, base, AUTO_WORKERS_BYTES) == 2
     assert (big.view_as(DirectOptions).direct_num_workers, big.view_as(DirectOptions).direct_running_mode) == (
         2, "multi_processing")
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"  # what the worker processes inherit
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # the user's value is kept
+    assert choose_local_workers(pipeline_options(base), base, AUTO_WORKERS_BYTES) == 2
+    assert os.environ["MALLOC_ARENA_MAX"] == "8"
     given = base + ["--direct_num_workers=1"]
     assert choose_local_workers(pipeline_options(given), given, 10 * AUTO_WORKERS_BYTES) == 1
     other = base + ["--runner", "PortableRunner"]
