@@ -715,6 +715,8 @@ class _ExactFn(beam.DoFn):
         # filters, sorts and takes over ~1,800 chunks made dedup_day 1.5x slower (a 71k-row
         # day of the 28-day 1M feed: 2.07 s chunked, 1.39 s combining included)
         table = table.combine_chunks()
+        # the per-file copies (and their concatenations) are in `table` now: not held twice
+        tables = parts = fresh = old = pieces = None
         if n == 1:  # the whole day is this group (a day of at most ROWS_PER_SHARD rows): one call
             for part in self._whole_day(day, shard, table):
                 yield beam.pvalue.TaggedOutput("parts", part)
