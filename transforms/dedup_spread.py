@@ -37,7 +37,8 @@ its fingerprint shard and its index there), its id (a string) travelling only wi
 when it is a kept row. The day-keyed groups hold references to pieces; the cluster group
 reads the stars (20 bytes per clustered survivor and local cluster) piece by piece into a
 label per survivor of the day (numbered densely by shard, from each Exact group's survivor
-count) and the local roots' priority columns; bucket groups are `bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
+count) and the local roots' priority columns; bucket groups are
+`bucket_shard_count(survivors, shards)` a day: one per 2,000 survivors of the day.
 The steps reading scattered rows of memory-mapped spill files copy what they need and
 release the maps (`transforms.spill.release`), and each group gives its freed memory back
 (`give_back`): on this machine both counted in a worker's resident set (BENCHMARKS.md).

@@ -186,10 +186,7 @@ def _reader(path: str) -> pa.ipc.RecordBatchFileReader:
 
 
 def _addresses(obj, out: list) -> list:
-    if isinstance(obj, pa.Table):
-        for col in obj.columns:
-            _addresses(col, out)
-    elif isinstance(obj, pa.RecordBatch):
+    if isinstance(obj, (pa.Table, pa.RecordBatch)):
         for col in obj.columns:
             _addresses(col, out)
     elif isinstance(obj, pa.ChunkedArray):
