@@ -45,31 +45,30 @@ Method
    bits for up to 16M texts per call, so a chance collision inside a compared pair has
    probability about |A| |B| / 2**40 (< 1e-9): exact in practice.
 4. Candidates: MinHash LSH. `num_perm` hash functions h(x) = a*x + b mod 2**32 (a odd,
-   random from `seed`) over 32 bits of each shingle hash; signatures of the whole batch are
-   computed with numpy in cache-sized blocks (broadcast multiply-add, `np.minimum.reduceat`
-   over each text's shingles) and cut into `num_perm // rows` bands of `rows` values; texts
-   equal on a whole band are candidates. Defaults: 96 permutations, 32 bands of 3 rows; a
-   pair is a candidate with probability 1 - (1 - J**3)**32 (`candidate_probability`): 0.03
-   at J = 0.1, 0.58 at 0.3, 0.88 at 0.4, 0.95 at 0.45, 0.99 at 0.5, ~1 from 0.6. The
-   defaults need J >= ~0.45: an abridged half has J ~0.47, an edited copy scoring 0.74 has
-   J >= 0.59. In a band bucket each text is paired with its next `MAX_BUCKET_NEIGHBOURS`
-   members in index order only, so a bucket of m texts costs O(m), never O(m**2); the
-   near-identical texts that fill such buckets are still joined by chaining. The keyed rule
-   (`keyed=True`, for a day spread over workers: `transforms/dedup_spread.py`) makes a text's
-   sets, signature and band hashes independent of the other texts of the call, and counts a
-   pair in the first band it shares only (`first_band_only`), so each pair is found once
-   wherever the bands are bucketed.
+   random from `seed`) over 32 bits of each shingle hash; signatures are computed by a
+   compiled loop over each text's shingles (`transforms/compiled.py`) and cut into
+   `num_perm // rows` bands of `rows` values; texts equal on a whole band are candidates.
+   Defaults: 96 permutations, 32 bands of 3 rows; a pair is a candidate with probability
+   1 - (1 - J**3)**32 (`candidate_probability`): 0.03 at J = 0.1, 0.58 at 0.3, 0.88 at 0.4,
+   0.95 at 0.45, 0.99 at 0.5, ~1 from 0.6. The defaults need J >= ~0.45: an abridged half
+   has J ~0.47, an edited copy scoring 0.74 has J >= 0.59. In a band bucket each text is
+   paired with its next `MAX_BUCKET_NEIGHBOURS` members in index order only, so a bucket of
+   m texts costs O(m), never O(m**2); the near-identical texts that fill such buckets are
+   still joined by chaining. The keyed rule (`keyed=True`, for a day spread over workers:
+   `transforms/dedup_spread.py`) makes a text's sets, signature and band hashes independent
+   of the other texts of the call, and counts a pair in the first band it shares only
+   (`first_band_only`), so each pair is found once wherever the bands are bucketed.
 5. Filter, then verify: a candidate is dropped unverified when the set sizes alone rule it
    out, or when its signatures agree (fraction of equal values, on the low byte of each
    value: b-bit MinHash) more than 4 standard deviations below the lowest Jaccard that
    could still reach the threshold with those set sizes (a pair that can reach it is lost
-   with probability < 1e-4). Survivors get their exact score (binary search of the smaller
-   set's keys among the other text's keys); pairs scoring >= `threshold` are edges. The
-   keyed rule tests and verifies its candidates in rounds (`DISTANCE_ROUNDS`: each bucket's
-   next member in band 0 first, then in the other bands, then the 2nd-4th next, ...),
-   leaving out pairs the earlier rounds' edges already connect: the components are the
-   same, and a bucket of near-identical copies is chained by the first rounds instead of
-   verifying up to 64 pairs per text and band.
+   with probability < 1e-4). Survivors get their exact score (the two sorted sets walked
+   side by side, compiled); pairs scoring >= `threshold` are edges. The keyed rule tests
+   and verifies its candidates in rounds (`DISTANCE_ROUNDS`: each bucket's next member in
+   band 0 first, then in the other bands, then the 2nd-4th next, ...), leaving out pairs
+   the earlier rounds' edges already connect: the components are the same, and a bucket of
+   near-identical copies is chained by the first rounds instead of verifying up to 64 pairs
+   per text and band.
 6. Clusters: connected components of the edges (vectorised union-find: hooking and pointer
    jumping). The kept row is the smallest index of the component (the caller sorted by
    keep priority). `similarity[i]` is the exact score of i against its kept row,
@@ -143,8 +142,6 @@ _GOLD = _U64(0x9E3779B97F4A7C15)
 _SHORT_TAG = _U64(0x5EED5EED5EED5EED)
 _S33 = _U64(33)
 _S32 = _U64(32)
-_CHUNK = 2048            # shingles per signature block (block stays in L2 cache)
-_VERIFY_CHUNK = 1 << 16  # shingle lookups per verification block
 _TEXT_BLOCK = 1 << 14    # texts per tokenizing block
 _SIG_BLOCK = 4096        # texts per signature block
 SET_BITS = 40            # shingle-hash bits kept in a set (fewer only above 16M texts per call)
@@ -347,9 +344,11 @@ def _band_hash(mins: np.ndarray, n_bands: int, rows: int) -> np.ndarray:
 
 def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: int, keyed: bool = False) -> _Sketch:
     """MinHash signatures of the texts `rows_of` (non-empty, increasing) by
-    h(x) = a*x + b mod 2**32 over 32 bits of each shingle hash, computed in blocks of whole
-    texts that stay in cache, and reduced at once to band hashes and low bytes (the full
-    signature matrix is never materialised)."""
+    h(x) = a*x + b mod 2**32 over 32 bits of each shingle hash (`compiled.minhash_mins`), in
+    blocks of texts reduced at once to band hashes and low bytes (the full signature matrix
+    is never materialised)."""
+    from transforms import compiled
+
     rng = np.random.default_rng([seed, 0x4E44])
     a = (rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64) | _U64(1)).astype(np.uint32)
     b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64).astype(np.uint32)
@@ -363,23 +362,12 @@ def _sketch(sets: _Sets, rows_of: np.ndarray, num_perm: int, rows: int, seed: in
     low = _U64((1 << index_bits) - 1)
     bands = np.empty((n_bands, m), _U64)
     sig8 = np.empty((m, num_perm), np.uint8)
-    bounds = sets.offs[rows_of]
+    starts = sets.offs[rows_of]
     ends = sets.offs[rows_of + 1]
-    buf = np.empty((_CHUNK, num_perm), np.uint32)
     mins = np.empty((_SIG_BLOCK, num_perm), np.uint32)
     for t0 in range(0, m, _SIG_BLOCK):
         t1 = min(m, t0 + _SIG_BLOCK)
-        i = t0
-        while i < t1:
-            lo = bounds[i]
-            j = min(max(int(np.searchsorted(ends, lo + _CHUNK, side="right")), i + 1), t1)
-            hi = ends[j - 1]
-            block = buf[: hi - lo] if hi - lo <= _CHUNK else np.empty((hi - lo, num_perm), np.uint32)
-            np.multiply(x32[lo:hi, None], a, out=block)
-            block += b
-            mins[i - t0:j - t0] = np.minimum.reduceat(block, bounds[i:j] - lo, axis=0)
-            i = j
-        blk = mins[: t1 - t0]
+        blk = compiled.minhash_mins(x32, starts[t0:t1], ends[t0:t1], a, b, mins[: t1 - t0])
         sig8[t0:t1] = blk
         if keyed:
             bands[:, t0:t1] = _band_hash(blk, n_bands, rows).T
@@ -508,65 +496,17 @@ def edges_in_rounds(m: int, neighbours: int, candidates, verify) -> tuple[np.nda
     return np.concatenate(ei), np.concatenate(ej)
 
 
-_ONES = _U64(0x0101010101010101)
-
-
-def _low_words(bt: np.ndarray) -> np.ndarray:
-    """The low byte of each band hash, 8 bands per uint64 word (band k in byte k % 8 of word
-    k // 8, little-endian; unused bytes zero): (m, ceil(n_bands / 8))."""
-    m, n_bands = bt.shape
-    words = -(-n_bands // 8)
-    low = np.zeros((m, words * 8), np.uint8)
-    low[:, :n_bands] = bt
-    return low.view(_U64)
-
-
-def _prefix_flags(n_bands: int) -> np.ndarray:
-    """Per band b, the flag bit (0x80) of every byte of the bands below b, as `_low_words`."""
-    words = -(-n_bands // 8)
-    flags = np.zeros((n_bands + 1, words * 8), np.uint8)
-    for b in range(n_bands + 1):
-        flags[b, :b] = 0x80
-    return flags.view(_U64)
-
-
 def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarray) -> np.ndarray:
     """Mask of the pairs (rows i[k], j[k] of `bt`, band hashes per row (m, n_bands)) found in
     band `band[k]` that share no lower band: a pair is a candidate of its first shared band
-    only, so every pair is found (and verified) once, wherever its bands are bucketed.
+    only, so every pair is found (and verified) once, wherever its bands are bucketed
+    (`compiled.first_band_only`: the lower bands compared in order, up to the first equal one)."""
+    from transforms import compiled
 
-    Equal hashes have equal low bytes, so the low bytes of the bands below band[k], 8 to a
-    word, are compared first: a zero byte of the XOR (found for 8 bands at once with the
-    carry trick (x - 0x01..) & ~x & 0x80..) is a band whose low bytes agree. Only the lowest
-    such band is then compared in full (a borrow can flag a byte above a zero byte, never
-    one below, so the lowest flag is a true match, and within the bands below band[k] some
-    flag is set exactly when some low byte agrees); the pairs whose lowest agreeing band
-    is a low-byte coincidence (1 in 256 per band) get every lower band compared in full."""
-    keep = np.ones(len(i), bool)
     if not len(i):
-        return keep
-    low = _low_words(bt)
-    flags = _prefix_flags(bt.shape[1])
-    cols = np.arange(bt.shape[1])[None, :]
-    step = 1 << 16
-    for s in range(0, len(i), step):
-        ii, jj, b = i[s:s + step], j[s:s + step], band[s:s + step]
-        x = low[ii] ^ low[jj]
-        z = (x - _ONES) & ~x & flags[b]
-        at = np.flatnonzero(z.any(axis=1))
-        if not len(at):
-            continue
-        z = z[at]
-        w = np.argmax(z != 0, axis=1)
-        word = z[np.arange(len(at)), w]
-        first = w * 8 + (np.log2(word & (~word + _U64(1))).astype(np.int64) >> 3)  # lowest flag: its band
-        same = bt[ii[at], first] == bt[jj[at], first]
-        keep[s + at[same]] = False
-        other = at[~same]  # low bytes agreed by chance there: compare every lower band in full
-        if len(other):
-            shared = ((bt[ii[other]] == bt[jj[other]]) & (cols < b[other, None])).any(axis=1)
-            keep[s + other[shared]] = False
-    return keep
+        return np.ones(0, bool)
+    return compiled.first_band_only(np.ascontiguousarray(bt, _U64), np.asarray(i, np.int64),
+                                    np.asarray(j, np.int64), np.asarray(band, np.int64))
 
 
 def _band_runs(sk: _Sketch) -> list[BucketRuns]:
@@ -671,46 +611,23 @@ def _agreement(sig8: np.ndarray, ci: np.ndarray, cj: np.ndarray) -> np.ndarray:
     """Fraction of equal signature rows per pair: the MinHash estimate of Jaccard. `sig8`
     holds the low byte of each row (b-bit MinHash): different minima agree by chance with
     probability 1/256, which only raises the estimate (never drops a true pair)."""
-    out = np.empty(len(ci), np.float64)
-    step = max(1, (1 << 20) // max(sig8.shape[1], 1))
-    for s in range(0, len(ci), step):
-        out[s:s + step] = np.count_nonzero(sig8[ci[s:s + step]] == sig8[cj[s:s + step]], axis=1)
-    return out / sig8.shape[1]
+    from transforms import compiled
+
+    if not len(ci):
+        return np.zeros(0, np.float64)
+    same = compiled.agreement(np.ascontiguousarray(sig8, np.uint8), np.asarray(ci, np.int64), np.asarray(cj, np.int64))
+    return same / sig8.shape[1]
 
 
 def _intersections(sets: _Sets, pi: np.ndarray, pj: np.ndarray) -> np.ndarray:
-    """Exact |A_i & A_j| per pair: each shingle id of the smaller set is looked up (binary
-    search) among the sorted (text, id) keys of the other text. Pairs are visited in order
-    of the larger text so that the lookups walk the key array forwards (cache friendly)."""
-    out = np.zeros(len(pi), np.int64)
+    """Exact |A_i & A_j| per pair: the two sorted sets walked side by side
+    (`compiled.intersections`)."""
+    from transforms import compiled
+
     if not len(pi):
-        return out
-    size, offs, key = sets.size, sets.offs, sets.key
-    u = _U64(1 << sets.bits)
-    swap = size[pi] > size[pj]
-    small = np.where(swap, pj, pi)
-    big = np.where(swap, pi, pj)
-    order = np.lexsort((small, big))
-    small, big = small[order], big[order]
-    ls = size[small]
-    cum = np.cumsum(ls)
-    res = np.empty(len(pi), np.int64)
-    start = 0
-    while start < len(pi):
-        base = cum[start - 1] if start else 0
-        stop = max(int(np.searchsorted(cum, base + _VERIFY_CHUNK, side="right")), start + 1)
-        sm, bg, ln = small[start:stop], big[start:stop], ls[start:stop]
-        first = np.cumsum(ln) - ln                      # each pair's first query
-        idx = np.repeat(offs[sm] - first, ln)
-        idx += np.arange(len(idx), dtype=np.int64)      # positions of the small text's keys
-        q = key[idx]
-        q += np.repeat(bg.astype(_U64) * u - sm.astype(_U64) * u, ln)  # same id, other text (mod 2**64)
-        at = np.searchsorted(key, q)
-        at[at == len(key)] = 0
-        res[start:stop] = np.add.reduceat((key[at] == q).view(np.int8), first, dtype=np.int64)
-        start = stop
-    out[order] = res
-    return out
+        return np.zeros(0, np.int64)
+    mask = _U64((1 << sets.bits) - 1)
+    return compiled.intersections(sets.key, sets.offs, mask, np.asarray(pi, np.int64), np.asarray(pj, np.int64))
 
 
 def _scores(
