@@ -65,3 +65,44 @@ def test_agreement_counts_equal_bytes_per_pair():
     got = compiled.agreement(sig8, ci, cj)
     assert got.tolist() == [int((sig8[a] == sig8[b]).sum()) for a, b in zip(ci, cj)]
     assert nd._agreement(sig8, ci[:1], ci[:1]).tolist() == [1.0]
+
+
+def _round_pairs_by_definition(bt, rnd, label):
+    """Pairs (i, j), j the d-th next row after i (index order) in the bucket of band b, with
+    rnd.lo <= d <= rnd.hi and rnd.band_lo <= b < rnd.band_hi, in different components of
+    `label`, sharing no band below b."""
+    m, n_bands = bt.shape
+    out = []
+    for b in range(max(rnd.band_lo, 0), min(rnd.band_hi, n_bands)):
+        buckets = {}
+        for r in range(m):
+            buckets.setdefault(int(bt[r, b]), []).append(r)
+        for rows in buckets.values():
+            for p, i in enumerate(rows):
+                for d in range(rnd.lo, rnd.hi + 1):
+                    if p + d >= len(rows):
+                        break
+                    j = rows[p + d]
+                    if label is not None and label[i] == label[j]:
+                        continue
+                    if any(bt[i, c] == bt[j, c] for c in range(b)):
+                        continue
+                    out.append((i, j))
+    return out
+
+
+def test_round_pairs_are_each_pair_once_in_its_first_shared_band():
+    rng = np.random.default_rng(6)
+    m, n_bands = 300, 12
+    bt = rng.integers(0, 6, (m, n_bands)).astype(np.uint64)  # few values: big buckets, many shared bands
+    sk = nd._Sketch(np.ascontiguousarray(bt.T), np.zeros((m, 1), np.uint8))
+    runs = nd._band_runs(sk)
+    label = rng.integers(0, 40, m)
+    for rnd, lab in [(nd.Round(1, 1, 0, 1), None), (nd.Round(1, 1, 1, 4), label), (nd.Round(2, 4), label),
+                     (nd.Round(1, 64), None), (nd.Round(17, 30, 3, 7), label)]:
+        i, j = nd.round_candidates(runs, bt, rnd, lab)
+        got = list(zip(i.tolist(), j.tolist()))
+        want = _round_pairs_by_definition(bt, rnd, lab)
+        assert len(got) == len(set(got)), rnd  # each pair once
+        assert sorted(got) == sorted(want), rnd
+        assert len(want) > 50, rnd

@@ -7,9 +7,9 @@ numbers bit for bit (tests/test_compiled.py compares each with a per-row referen
   (shingles x permutations) block and reduced it; the loop keeps one row of minima.
 - `intersections`: |A & B| of two sorted shingle sets by a merge walk. numpy looked up every
   shingle of the smaller set in the whole key array with a binary search.
-- `first_band_only`: whether a pair shares a band below the one it was found in. numpy
-  compared the low bytes of every lower band for every pair; the loop stops at the first
-  equal band.
+- `round_pairs`: a round's candidate pairs in band buckets, each pair once (in the first band
+  it shares). numpy made every pair's code, sorted them to drop repeats and compared the low
+  bytes of every lower band; the loop stops at the first equal band (`first_band_only`).
 - `agreement`: equal signature bytes per pair.
 
 numba (and llvmlite) are imported by this module only, so a process that never searches
@@ -68,16 +68,57 @@ def intersections(key, offs, mask, pi, pj):
 
 
 @numba.njit(**_OPTS)
+def _shares_lower_band(bt, i, j, band):
+    for c in range(band):
+        if bt[i, c] == bt[j, c]:
+            return True
+    return False
+
+
+@numba.njit(**_OPTS)
 def first_band_only(bt, i, j, band):
     """keep[k]: rows i[k] and j[k] of `bt` (band hashes per row) share no band below band[k]."""
     keep = np.ones(i.shape[0], np.bool_)
     for k in range(i.shape[0]):
-        ri, rj = i[k], j[k]
-        for c in range(band[k]):
-            if bt[ri, c] == bt[rj, c]:
-                keep[k] = False
-                break
+        keep[k] = not _shares_lower_band(bt, i[k], j[k], band[k])
     return keep
+
+
+@numba.njit(**_OPTS)
+def round_pairs(members, left, band, band_lo, band_hi, d_lo, d_hi, label, bt):
+    """The candidate pairs of one round in band buckets: `members` (rows, a bucket's members
+    adjacent in priority order), `left` (members of its bucket after each), `band` (per
+    member). Pairs (members[p], members[p + d]) with d_lo <= d <= min(d_hi, left[p]) and
+    band_lo <= band[p] < band_hi, leaving out those `label` (per row; empty: none) puts in one
+    component and those sharing a band below band[p] (a pair is a candidate of its first
+    shared band only, so each pair comes once). -> (i, j), in bucket order."""
+    cap = 1024
+    oi = np.empty(cap, np.int64)
+    oj = np.empty(cap, np.int64)
+    n = 0
+    use_label = label.shape[0] > 0
+    for p in range(members.shape[0]):
+        b = band[p]
+        if b < band_lo or b >= band_hi:
+            continue
+        i = members[p]
+        for d in range(d_lo, min(d_hi, left[p]) + 1):
+            j = members[p + d]
+            if use_label and label[i] == label[j]:
+                continue
+            if _shares_lower_band(bt, i, j, b):
+                continue
+            if n == cap:
+                cap *= 2
+                ni = np.empty(cap, np.int64)
+                nj = np.empty(cap, np.int64)
+                ni[:n] = oi[:n]
+                nj[:n] = oj[:n]
+                oi, oj = ni, nj
+            oi[n] = i
+            oj[n] = j
+            n += 1
+    return oi[:n].copy(), oj[:n].copy()
 
 
 @numba.njit(**_OPTS)

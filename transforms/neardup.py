@@ -405,7 +405,7 @@ class BucketRuns:
     """The members of band buckets with two or more members: `members` (row numbers, a
     bucket's members adjacent and in keep-priority order), `left` (members of its bucket after
     each), `longest` bucket, `band` (one band, or one per member). Each member is paired with
-    the next MAX_BUCKET_NEIGHBOURS members of its bucket only (`pair_codes`), so a bucket of m
+    the next MAX_BUCKET_NEIGHBOURS members of its bucket only (`pairs`), so a bucket of m
     members costs O(m), never O(m**2); the near-identical texts that fill big buckets still
     chain."""
 
@@ -426,32 +426,27 @@ class BucketRuns:
         pos, left, longest = _runs(same)
         return cls(band if np.isscalar(band) else np.asarray(band)[pos], rows[pos], left, longest)
 
-    def pair_codes(self, rnd: "Round", m: int, n_bands: int, label: np.ndarray | None):
-        """`pair_codes` of the pairs of round `rnd` (members d apart in a bucket of one of its
-        bands) whose rows `label` (a component label per row) puts in different components."""
-        if np.isscalar(self.band) and not rnd.band_lo <= self.band < rnd.band_hi:
-            return []
-        out = []
-        for d in range(rnd.lo, min(rnd.hi, self.longest - 1) + 1):
-            sel = np.flatnonzero(self.left >= d)
-            if not len(sel):
-                break
-            i, j = self.members[sel], self.members[sel + d]
-            band = self.band
-            keep = None
-            if not np.isscalar(band):
-                band = band[sel]
-                if rnd.band_lo > 0 or rnd.band_hi < n_bands:
-                    keep = (band >= rnd.band_lo) & (band < rnd.band_hi)
-            if label is not None:
-                apart = label[i] != label[j]
-                keep = apart if keep is None else keep & apart
-            if keep is not None:
-                i, j = i[keep], j[keep]
-                band = band if np.isscalar(band) else band[keep]
-            if len(i):
-                out.append(pair_codes(i, j, m, band, n_bands))
-        return out
+    def pairs(self, rnd: "Round", bt: np.ndarray, label: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The candidate pairs of round `rnd` (members d apart in a bucket of one of its bands)
+        that share no lower band (rows of `bt`, C-contiguous uint64) and that `label` (a
+        component label per row) puts in different components (`compiled.round_pairs`)."""
+        from transforms import compiled
+
+        if np.isscalar(self.band):
+            if not rnd.band_lo <= self.band < rnd.band_hi:
+                return None
+            band = np.full(len(self.members), self.band, np.int64)
+        else:
+            band = np.asarray(self.band, np.int64)
+        hi = min(rnd.hi, self.longest - 1)
+        if hi < rnd.lo:
+            return None
+        lab = _NO_LABEL if label is None else np.asarray(label, np.int64)
+        return compiled.round_pairs(np.asarray(self.members, np.int64), np.asarray(self.left, np.int64), band,
+                                    rnd.band_lo, rnd.band_hi, rnd.lo, hi, lab, bt)
+
+
+_NO_LABEL = np.zeros(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -530,13 +525,19 @@ def _band_runs(sk: _Sketch) -> list[BucketRuns]:
 
 
 def round_candidates(runs: list[BucketRuns], bt: np.ndarray, rnd: Round, label, feasible=None):
-    """The candidate pairs (keyed rule) of round `rnd` not joined by `label`: found in their
-    first shared band, distinct, ascending."""
-    m, n_bands = bt.shape
-    out = [c for r in runs for c in r.pair_codes(rnd, m, n_bands, label)]
-    if not out:
+    """The candidate pairs (keyed rule) of round `rnd` not joined by `label`, each once: found
+    in their first shared band (`BucketRuns.pairs`). `feasible(i, j)`, when given, drops pairs
+    (a mask: those that could still be edges)."""
+    bt = np.ascontiguousarray(bt, _U64)
+    found = [p for p in (r.pairs(rnd, bt, label) for r in runs) if p is not None and len(p[0])]
+    if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return first_shared_pairs(np.concatenate(out), m, bt, feasible)
+    i = np.concatenate([p[0] for p in found]) if len(found) > 1 else found[0][0]
+    j = np.concatenate([p[1] for p in found]) if len(found) > 1 else found[0][1]
+    if feasible is not None:
+        ok = feasible(i, j)
+        i, j = i[ok], j[ok]
+    return i, j
 
 
 def _candidates(sk: _Sketch, neighbours: int, feasible=None) -> tuple[np.ndarray, np.ndarray]:
@@ -575,36 +576,6 @@ def _candidates_indexed(sk: _Sketch, neighbours: int) -> tuple[np.ndarray, np.nd
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     code = _sorted_unique(np.concatenate(out))  # members ascend within a bucket: i < j
     return (code // _U64(m)).astype(np.int64), (code % _U64(m)).astype(np.int64)
-
-
-def pair_codes(i: np.ndarray, j: np.ndarray, m: int, band, n_bands: int) -> np.ndarray:
-    """(i * m + j) << band bits | band, as uint64 (for `first_shared_pairs`)."""
-    bits = _U64(max(1, (n_bands - 1).bit_length()))
-    return ((i.astype(_U64) * _U64(m) + j.astype(_U64)) << bits) | np.asarray(band).astype(_U64)
-
-
-def first_shared_pairs(coded: np.ndarray, m: int, bt: np.ndarray, feasible=None) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs found in buckets, as `pair_codes` (i < j rows of `bt`, band hashes per row
-    (m, n_bands)) -> the distinct pairs (i, j), ascending, that were found in the first band
-    they share (`first_band_only`). `feasible(i, j)`, when given, drops pairs first (a mask:
-    those that could still be edges), which spares them the band test."""
-    bits = _U64(max(1, (bt.shape[1] - 1).bit_length()))
-    coded = np.sort(coded)
-    code = coded >> bits
-    first = np.ones(len(code), bool)
-    first[1:] = code[1:] != code[:-1]  # the lowest band a pair was found in comes first
-    coded, code = coded[first], code[first]
-    band = (coded & ((_U64(1) << bits) - _U64(1))).astype(np.int64)
-    i, j = (code // _U64(m)).astype(np.int64), (code % _U64(m)).astype(np.int64)
-    if feasible is not None:
-        ok = feasible(i, j)
-        i, j, band = i[ok], j[ok], band[ok]
-    later = np.flatnonzero(band > 0)
-    if len(later):
-        keep = np.ones(len(i), bool)
-        keep[later] = first_band_only(bt, i[later], j[later], band[later])
-        i, j = i[keep], j[keep]
-    return i, j
 
 
 def _agreement(sig8: np.ndarray, ci: np.ndarray, cj: np.ndarray) -> np.ndarray:
