@@ -106,3 +106,74 @@ def test_round_pairs_are_each_pair_once_in_its_first_shared_band():
         assert len(got) == len(set(got)), rnd  # each pair once
         assert sorted(got) == sorted(want), rnd
         assert len(want) > 50, rnd
+
+
+def _tokens_by_arrow(texts: pa.Array, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The word rule as Arrow spells it (what `_tokens` did before its compiled pass): lower,
+    every run of characters other than letters, digits, marks and space a space (ASCII texts by
+    an ASCII class; others lose format characters first), split on spaces, empty words dropped;
+    each word's xxh3 hash."""
+    import pyarrow.compute as pc
+    import xxhash
+
+    low = pc.utf8_lower(texts)
+    spaced = pc.replace_substring_regex(low, r"[^a-z0-9 ]+", " ")
+    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(low), True))
+    if pc.any(non_ascii).as_py():
+        idx = pa.array(np.flatnonzero(non_ascii.to_numpy(zero_copy_only=False)))
+        sub = pc.replace_substring_regex(low.take(idx), r"\p{Cf}+", "")
+        sub = pc.replace_substring_regex(sub, r"[\p{P}\p{S}\p{C}\p{Z}]+", " ")
+        spaced = pc.replace_with_mask(spaced, non_ascii, sub)
+    toks, counts = [], []
+    for s in spaced.to_pylist():
+        w = [x for x in (s or "").split(" ") if x]
+        toks += [xxhash.xxh3_64_intdigest(x.encode("utf-8"), seed) for x in w]
+        counts.append(len(w))
+    return np.array(toks, np.uint64), np.array(counts, np.int64)
+
+
+HOSTILE = ["Hello, World!", None, "", "   ", "\tTabs\tand\nlines", "Kelvin \u212a sign", "ZERO-width\u200bjoin",
+           "soft\u00adhyphen", "Émile Zola à Paris", "İstanbul ΣΊΣΥΦΟΣ straße", "emoji 😀 here", "数字123汉字",
+           "a--b__c", "MiXeD CaSe 42x", "ǅemal", "ﬁne ligature", "x", "x y", "\u00a0nbsp\u00a0here", "déjà-vu",
+           "A" * 300 + " b", "repeat repeat REPEAT Repeat"]
+
+
+def test_words_of_texts_equal_arrows_lower_replace_split():
+    import json
+
+    from tests.conftest import need_shared
+
+    data = need_shared()
+    titles = [h["title"] for h in json.loads((data / "headlines" / "headlines.json").read_text())]
+    blog = []
+    for f in sorted((data / "liveblog").glob("*.json")):
+        doc = json.loads(f.read_text())
+        blog += [t for d in doc["documents"] for t in d["text"]] + [doc["title"]]
+    assert len(titles) > 1000 and len(blog) > 50
+    texts = [pa.array(HOSTILE, pa.large_string()), pa.array(HOSTILE, pa.string()).slice(3, 12),
+             pa.array(titles, pa.large_string()), pa.array(blog, pa.string())]
+    for arr in texts:
+        got, want = nd._tokens(arr, 1, {}), _tokens_by_arrow(arr, 1)
+        assert np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0])
+    t, c = nd._tokens(pa.array(["repeat repeat REPEAT Repeat"], pa.large_string()), 1, {})
+    assert c.tolist() == [4] and len(set(t.tolist())) == 1
+
+
+def test_band_buckets_are_the_equal_hashes_with_two_or_more_rows_in_index_order():
+    rng = np.random.default_rng(8)
+    hashes = rng.integers(0, 300, 2000).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    hashes[:5] = np.uint64(2**64 - 1)  # the largest value, and a bucket of its own
+    hashes[5] = np.uint64(12345)       # a single row: no bucket
+    keys, ids = np.empty(4096, np.uint64), np.empty(4096, np.int64)
+    members, left, longest = compiled.band_buckets(hashes, keys, ids)
+    want = {}
+    for r, h in enumerate(hashes.tolist()):
+        want.setdefault(h, []).append(r)
+    want = sorted(rows for rows in want.values() if len(rows) > 1)
+    got, p = [], 0
+    while p < len(members):
+        got.append(members[p:p + left[p] + 1].tolist())
+        assert left[p:p + left[p] + 1].tolist() == list(range(left[p], -1, -1))
+        p += left[p] + 1
+    assert sorted(got) == want and longest == max(len(b) for b in want)
+    assert 5 not in members and [0, 1, 2, 3, 4] in got

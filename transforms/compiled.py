@@ -11,6 +11,12 @@ numbers bit for bit (tests/test_compiled.py compares each with a per-row referen
   it shares). numpy made every pair's code, sorted them to drop repeats and compared the low
   bytes of every lower band; the loop stops at the first equal band (`first_band_only`).
 - `agreement`: equal signature bytes per pair.
+- `band_buckets`: the buckets of a band with two or more rows, by a hash table. numpy
+  sorted each band and fixed up the order inside buckets.
+- `words`: the words of each text (runs of ASCII letters and digits, lowercased; or runs of
+  bytes other than a space in texts the Unicode rules already spaced) and a number per
+  distinct word. Arrow lowered, replaced by a regex, split and dictionary-encoded: four passes
+  and a list array over every text.
 
 numba (and llvmlite) are imported by this module only, so a process that never searches
 near duplicates (the runner's main process) does not load them. Kernels are compiled on first
@@ -133,3 +139,172 @@ def agreement(sig8, ci, cj):
             n += a[p] == b[p]
         out[k] = n
     return out
+
+
+@numba.njit(**_OPTS)
+def band_buckets(hashes, keys, ids):
+    """The buckets of one band (rows with equal `hashes`) that have two or more rows ->
+    (`members`: their rows, a bucket's rows adjacent and in index order; `left`: rows of its
+    bucket after each; the longest bucket). `keys`, `ids`: a work table, a power of two of at
+    least twice the rows. Buckets come in the order of their first row."""
+    m = hashes.shape[0]
+    size = ids.shape[0]
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    mask = size - 1
+    ids[:] = -1
+    bucket = np.empty(m, np.int64)
+    count = np.zeros(m, np.int64)
+    nb = 0
+    for r in range(m):
+        h = hashes[r]
+        at = _slot(h, bits)
+        while True:
+            b = ids[at]
+            if b < 0:
+                ids[at] = nb
+                keys[at] = h
+                b = nb
+                nb += 1
+                break
+            if keys[at] == h:
+                break
+            at = (at + 1) & mask
+        bucket[r] = b
+        count[b] += 1
+    pos = np.empty(nb, np.int64)
+    total = 0
+    longest = 0
+    for b in range(nb):
+        if count[b] >= 2:
+            pos[b] = total
+            total += count[b]
+            longest = max(longest, count[b])
+        else:
+            pos[b] = -1
+    members = np.empty(total, np.int64)
+    left = np.empty(total, np.int64)
+    for r in range(m):
+        b = bucket[r]
+        p = pos[b]
+        if p >= 0:
+            members[p] = r
+            count[b] -= 1
+            left[p] = count[b]
+            pos[b] = p + 1
+    return members, left, longest
+
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(**_OPTS)
+def _slot(h, bits):
+    return np.int64((h * _GOLD) >> np.uint64(64 - bits))  # Fibonacci hashing: the product's top bits
+
+
+@numba.njit(**_OPTS)
+def _lookup(slots, bits, hashes, start, arena, data, ws, wl, h, rule):
+    """(slot, number) of the word data[ws:ws + wl] (lowered by `rule`), number -1 if new."""
+    mask = (1 << bits) - 1
+    at = _slot(h, bits)
+    while True:
+        u = slots[at]
+        if u < 0:
+            return at, -1
+        if hashes[u] == h and start[u + 1] - start[u] == wl:
+            same = True
+            s0 = start[u]
+            for k in range(wl):
+                c = data[ws + k]
+                if rule and 65 <= c <= 90:
+                    c += 32
+                if arena[s0 + k] != c:
+                    same = False
+                    break
+            if same:
+                return at, u
+        at = (at + 1) & mask
+
+
+@numba.njit(**_OPTS)
+def _rehash(hashes, nu, bits):
+    mask = (1 << bits) - 1
+    slots = np.full(1 << bits, -1, np.int64)
+    for v in range(nu):
+        k = _slot(hashes[v], bits)
+        while slots[k] >= 0:
+            k = (k + 1) & mask
+        slots[k] = v
+    return slots
+
+
+@numba.njit(**_OPTS)
+def words(data, offs, ascii_rules):
+    """Words of text t = data[offs[t]:offs[t+1]] (UTF-8): with ascii_rules[t], maximal runs of
+    ASCII letters and digits, lowercased (what lowering, replacing [^a-z0-9 ]+ by a space and
+    splitting on spaces gives); else maximal runs of bytes other than a space (the text is
+    already lowered and spaced). -> (`ids`: a number per word occurrence in text order, equal
+    for equal words; `counts`: words per text; `arena`, `start`: the distinct words' bytes,
+    word u = arena[start[u]:start[u+1]]).
+
+    Numbers come from an open-addressing table on each word's FNV-1a hash (at most half
+    full), bytes compared on an equal hash against the small arena of distinct words. The
+    arrays are allocated at their bounds (a word takes a byte and a separator) so that the
+    loop never reallocates (numba's reference counting of reassigned arrays doubled its time)."""
+    n = offs.shape[0] - 1
+    bound = data.shape[0] // 2 + n + 1
+    ids = np.empty(bound, np.int64)
+    counts = np.zeros(n, np.int64)
+    hashes = np.empty(bound, np.uint64)
+    start = np.zeros(bound + 1, np.int64)
+    arena = np.empty(data.shape[0], np.uint8)
+    bits = 12
+    slots = np.full(1 << bits, -1, np.int64)
+    nw = 0
+    nu = 0
+    for t in range(n):
+        e = offs[t + 1]
+        pos = offs[t]
+        rule = ascii_rules[t]
+        while pos < e:
+            ws = pos
+            h = _FNV_OFFSET
+            while pos < e:
+                c = data[pos]
+                if rule:
+                    if 65 <= c <= 90:
+                        c += 32
+                    if not ((97 <= c <= 122) or (48 <= c <= 57)):
+                        break
+                elif c == 32:
+                    break
+                h = (h ^ np.uint64(c)) * _FNV_PRIME
+                pos += 1
+            wl = pos - ws
+            pos += 1  # the separator
+            if wl == 0:
+                continue
+            at, u = _lookup(slots, bits, hashes, start, arena, data, ws, wl, h, rule)
+            if u < 0:
+                u = nu
+                s0 = start[nu]
+                for k in range(wl):
+                    c = data[ws + k]
+                    if rule and 65 <= c <= 90:
+                        c += 32
+                    arena[s0 + k] = c
+                start[nu + 1] = s0 + wl
+                hashes[nu] = h
+                nu += 1
+                slots[at] = u
+                if 2 * nu > (1 << bits):
+                    bits += 1
+                    slots = _rehash(hashes, nu, bits)
+            ids[nw] = u
+            nw += 1
+            counts[t] += 1
+    return ids[:nw].copy(), counts, arena[:start[nu]].copy(), start[:nu + 1].copy()

@@ -188,51 +188,51 @@ def _as_arrow(texts: TextsLike) -> pa.Array:
 
 def _tokens(texts: pa.Array, seed: int, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """-> (token hashes uint64, flat in text order; token count per text int64). `cache`
-    (word -> hash) carries token hashes across the blocks of one call."""
+    (word bytes -> hash) carries token hashes across the blocks of one call.
+
+    Words are the runs of letters, digits and marks of the lowered text: every run of other
+    characters separates. ASCII texts (nearly all) are lowered and split in one compiled pass
+    (`compiled.words`: runs of [a-z0-9]); texts with non-ASCII characters are lowered and
+    spaced by Arrow's Unicode rules first (format characters such as the soft hyphen and the
+    zero-width space removed, every run of punctuation, symbols, controls and separators a
+    space) and then split on spaces in the same pass. Each distinct word is hashed once
+    (xxh3, `seed`)."""
+    from transforms import compiled
+
     n = len(texts)
-    low = pc.utf8_lower(texts)
-    # Every run of characters other than letters, digits, marks and space becomes a space
-    # (splitting on single spaces then leaves empty strings, dropped below). ASCII texts take
-    # an ASCII pattern (compiling Unicode classes costs ~1 ms per call); texts with
-    # non-ASCII characters also lose their format characters (soft hyphen, zero-width space).
-    spaced = pc.replace_substring_regex(low, r"[^a-z0-9 ]+", " ")
-    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(low), True))
-    if pc.any(non_ascii).as_py():
-        idx = np.flatnonzero(non_ascii.to_numpy(zero_copy_only=False))
-        sub = pc.replace_substring_regex(low.take(pa.array(idx)), r"\p{Cf}+", "")
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    ascii_rules = pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+    if not ascii_rules.all():
+        idx = pa.array(np.flatnonzero(~ascii_rules))
         # = [^\p{L}\p{N}\p{M} ] except for unassigned code points; a positive class compiles
-        # twice as fast as the negated one
+        # twice as fast as the negated one. (A text that lowering makes ASCII, with a Kelvin
+        # sign say, gets the same words by either rule.)
+        sub = pc.replace_substring_regex(pc.utf8_lower(texts.take(idx)), r"\p{Cf}+", "")
         sub = pc.replace_substring_regex(sub, r"[\p{P}\p{S}\p{C}\p{Z}]+", " ")
-        spaced = pc.replace_with_mask(spaced, non_ascii, sub)
-    lists = pc.split_pattern(spaced, " ")
-    raw_counts = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
-    flat = pc.list_flatten(lists)
-    if len(flat) == 0:
-        return np.zeros(0, _U64), np.zeros(n, np.int64)
-    enc = pc.dictionary_encode(flat)
-    codes = enc.indices.to_numpy()
-    words = enc.dictionary.to_pylist()
+        texts = pc.replace_with_mask(texts, pa.array(~ascii_rules), sub.cast(texts.type))
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offs = np.frombuffer(texts.buffers()[1], width, n + 1, texts.offset * np.dtype(width).itemsize).astype(np.int64)
+    data = texts.buffers()[2]
+    lo, hi = int(offs[0]), int(offs[-1])
+    raw = np.frombuffer(data, np.uint8, hi - lo, lo) if data is not None and hi > lo else np.zeros(0, np.uint8)
+    ids, counts, arena, start = compiled.words(raw, offs - lo, ascii_rules)
+    if not len(ids):
+        return np.zeros(0, _U64), counts
     digest = xxhash.xxh3_64_intdigest
     if cache is None:
         cache = {}
     get = cache.get
+    text = arena.tobytes()
+    bounds = start.tolist()
     hashes = []
-    for w in words:
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        w = text[s:e]
         h = get(w)
         if h is None:
-            h = cache[w] = digest(w.encode("utf-8"), seed)
+            h = cache[w] = digest(w, seed)
         hashes.append(h)
-    vocab = np.array(hashes, dtype=_U64)
-    if "" in words:
-        keep = codes != words.index("")
-        kept_before = np.zeros(len(codes) + 1, np.int64)
-        np.cumsum(keep, out=kept_before[1:])
-        ends = np.cumsum(raw_counts)
-        counts = kept_before[ends] - kept_before[ends - raw_counts]
-        codes = codes[keep]
-    else:
-        counts = raw_counts
-    return vocab[codes], counts
+    return np.array(hashes, dtype=_U64)[ids], counts
 
 
 def _shingles(tok: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -505,22 +505,20 @@ def first_band_only(bt: np.ndarray, i: np.ndarray, j: np.ndarray, band: np.ndarr
 
 
 def _band_runs(sk: _Sketch) -> list[BucketRuns]:
-    """Per band of a keyed sketch, its buckets of two or more rows, each in index order."""
+    """Per band of a keyed sketch, its buckets of two or more rows, each in index order
+    (`compiled.band_buckets`: a hash table per band instead of sorting it)."""
+    from transforms import compiled
+
     n_bands, m = sk.bands.shape
     runs = []
+    if m < 2:
+        return runs
+    slots = 1 << (2 * m - 1).bit_length()
+    keys, ids = np.empty(slots, _U64), np.empty(slots, np.int64)
     for band in range(n_bands):
-        order = np.argsort(sk.bands[band])
-        sh = sk.bands[band][order]
-        same = sh[1:] == sh[:-1]
-        if not same.any():
-            continue
-        # members of a bucket in index order (an unstable sort and a small fix-up is faster
-        # than a stable sort of the whole band)
-        pos = in_runs(same)
-        run = np.cumsum(np.concatenate(([True], ~same[pos[1:] - 1])))  # bucket number, ascending
-        key = np.sort(run.astype(_U64) * _U64(m) + order[pos].astype(_U64))
-        order[pos] = (key % _U64(m)).astype(np.int64)
-        runs.append(BucketRuns.of(sh, order, band))
+        members, left, longest = compiled.band_buckets(np.ascontiguousarray(sk.bands[band]), keys, ids)
+        if len(members):
+            runs.append(BucketRuns(band, members, left, longest))
     return runs
 
 
