@@ -177,3 +177,48 @@ def test_band_buckets_are_the_equal_hashes_with_two_or_more_rows_in_index_order(
         p += left[p] + 1
     assert sorted(got) == want and longest == max(len(b) for b in want)
     assert 5 not in members and [0, 1, 2, 3, 4] in got
+
+
+def _shingles_by_numpy(tok: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shingle rule as numpy spelt it before `compiled.shingle_keys`: -> (text index, shingle
+    hash) for every shingle occurrence."""
+    n = len(counts)
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    # regular k-shingles: every token that has k-1 tokens after it in its own text
+    valid = np.ones(len(tok), bool)
+    for d in range(1, k):
+        valid[starts[1:][counts >= d] - d] = False
+    first = np.flatnonzero(valid)
+    h = tok[first] * nd._GOLD if k > 1 else nd._fmix64(tok[first] ^ nd._GOLD)
+    for j in range(1, k):
+        h = nd._fmix64(h ^ tok[first + j])
+    s_text = np.repeat(np.arange(n, dtype=np.int64), np.maximum(counts - (k - 1), 0))
+    # texts with 1..k-1 tokens: one shingle for the whole (ordered) token sequence
+    short = np.flatnonzero((counts > 0) & (counts < k))
+    if len(short):
+        c = counts[short]
+        seg = np.cumsum(c) - c
+        tpos = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(seg, c)
+        idx = np.repeat(starts[short], c) + tpos
+        mixed = nd._fmix64(tok[idx] + (tpos.astype(np.uint64) + np.uint64(1)) * nd._GOLD)
+        hs = nd._fmix64(np.bitwise_xor.reduceat(mixed, seg) ^ (c.astype(np.uint64) * np.uint64(0x5EED5EED5EED5EED)))
+        s_text = np.concatenate([s_text, short])
+        h = np.concatenate([h, hs])
+    return s_text, h
+
+
+def test_shingle_keys_equal_the_numpy_rule_sorted_and_unique_per_text():
+    rng = np.random.default_rng(9)
+    counts = rng.integers(0, 12, 3000)
+    counts[:4] = [0, 1, 2, 3]
+    tok = rng.integers(0, 40, int(counts.sum())).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # repeats
+    for k in (1, 2, 3):
+        for bits in (40, 50):
+            keys, size = compiled.shingle_keys(tok, counts, k, 7, bits)
+            s_text, h = _shingles_by_numpy(tok, counts, k)
+            want = np.unique(((s_text + 7).astype(np.uint64) << np.uint64(bits)) | (h >> np.uint64(64 - bits)))
+            assert np.array_equal(keys, want), (k, bits)
+            assert np.array_equal(size, np.bincount((want >> np.uint64(bits)).astype(np.int64) - 7, minlength=len(counts)))
+            if k == 1:  # repeated words: repeated shingles, dropped
+                assert (size < counts).any()

@@ -11,6 +11,8 @@ numbers bit for bit (tests/test_compiled.py compares each with a per-row referen
   it shares). numpy made every pair's code, sorted them to drop repeats and compared the low
   bytes of every lower band; the loop stops at the first equal band (`first_band_only`).
 - `agreement`: equal signature bytes per pair.
+- `shingle_keys`: each text's shingle hashes, sorted and unique per text. numpy hashed every
+  window at once and sorted all the keys of a block together.
 - `band_buckets`: the buckets of a band with two or more rows, by a hash table. numpy
   sorted each band and fixed up the order inside buckets.
 - `words`: the words of each text (runs of ASCII letters and digits, lowercased; or runs of
@@ -29,6 +31,13 @@ import numba
 import numpy as np
 
 _OPTS = dict(cache=True, nogil=True, boundscheck=False)
+# the constants of transforms/neardup.py's hashes (the same numbers: the kernels replace its numpy)
+_M1 = np.uint64(0xFF51AFD7ED558CCD)      # fmix64 (MurmurHash3's finaliser)
+_M2 = np.uint64(0xC4CEB9FE1A85EC53)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+_SHORT_TAG = np.uint64(0x5EED5EED5EED5EED)
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)  # FNV-1a, for the word table only (never stored)
+_FNV_PRIME = np.uint64(0x100000001B3)
 
 
 @numba.njit(**_OPTS)
@@ -196,9 +205,66 @@ def band_buckets(hashes, keys, ids):
     return members, left, longest
 
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
+@numba.njit(**_OPTS)
+def _fmix64(x):
+    x ^= x >> np.uint64(33)
+    x *= _M1
+    x ^= x >> np.uint64(33)
+    x *= _M2
+    x ^= x >> np.uint64(33)
+    return x
+
+
+@numba.njit(**_OPTS)
+def shingle_keys(tok, counts, k, first_text, bits):
+    """The shingle set of each text as sorted unique keys (text << bits) | (top `bits` bits of
+    the shingle hash), texts numbered from `first_text`; `tok` the token hashes of the texts
+    one after another, `counts` tokens per text. A text of c >= k tokens has the c - k + 1
+    hashes of its k-token windows (the first token times the golden ratio, then fmix64 of
+    the hash xor each next token; for k = 1 fmix64(token xor golden)); a text of 1 <= c < k
+    tokens one hash of its whole ordered sequence. -> (keys, set size per text)."""
+    n = counts.shape[0]
+    total = 0
+    for t in range(n):
+        total += max(counts[t] - (k - 1), 1) if counts[t] > 0 else 0
+    keys = np.empty(total, np.uint64)
+    size = np.zeros(n, np.int64)
+    drop = np.uint64(64 - bits)
+    out = 0
+    pos = 0
+    for t in range(n):
+        c = counts[t]
+        if c == 0:
+            continue
+        high = np.uint64(first_text + t) << np.uint64(bits)
+        begin = out
+        if c >= k:
+            for p in range(pos, pos + c - k + 1):
+                if k > 1:
+                    h = tok[p] * _GOLD
+                else:
+                    h = _fmix64(tok[p] ^ _GOLD)
+                for j in range(1, k):
+                    h = _fmix64(h ^ tok[p + j])
+                keys[out] = high | (h >> drop)
+                out += 1
+        else:
+            x = np.uint64(0)
+            for q in range(c):
+                x ^= _fmix64(tok[pos + q] + np.uint64(q + 1) * _GOLD)
+            keys[out] = high | (_fmix64(x ^ (np.uint64(c) * _SHORT_TAG)) >> drop)
+            out += 1
+        pos += c
+        if out - begin > 1:  # sorted, repeats dropped
+            keys[begin:out] = np.sort(keys[begin:out])
+            w = begin + 1
+            for r in range(begin + 1, out):
+                if keys[r] != keys[w - 1]:
+                    keys[w] = keys[r]
+                    w += 1
+            out = w
+        size[t] = out - begin
+    return keys[:out].copy(), size
 
 
 @numba.njit(**_OPTS)

@@ -139,7 +139,6 @@ _U64 = np.uint64
 _M1 = _U64(0xFF51AFD7ED558CCD)
 _M2 = _U64(0xC4CEB9FE1A85EC53)
 _GOLD = _U64(0x9E3779B97F4A7C15)
-_SHORT_TAG = _U64(0x5EED5EED5EED5EED)
 _S33 = _U64(33)
 _S32 = _U64(32)
 _TEXT_BLOCK = 1 << 14    # texts per tokenizing block
@@ -235,34 +234,6 @@ def _tokens(texts: pa.Array, seed: int, cache: dict | None = None) -> tuple[np.n
     return np.array(hashes, dtype=_U64)[ids], counts
 
 
-def _shingles(tok: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> (text index int64, shingle hash uint64) for every shingle occurrence."""
-    n = len(counts)
-    starts = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=starts[1:])
-    # regular k-shingles: every token that has k-1 tokens after it in its own text
-    valid = np.ones(len(tok), bool)
-    for d in range(1, k):
-        valid[starts[1:][counts >= d] - d] = False
-    first = np.flatnonzero(valid)
-    h = tok[first] * _GOLD if k > 1 else _fmix64(tok[first] ^ _GOLD)
-    for j in range(1, k):
-        h = _fmix64(h ^ tok[first + j])
-    s_text = np.repeat(np.arange(n, dtype=np.int64), np.maximum(counts - (k - 1), 0))
-    # texts with 1..k-1 tokens: one shingle for the whole (ordered) token sequence
-    short = np.flatnonzero((counts > 0) & (counts < k))
-    if len(short):
-        c = counts[short]
-        seg = np.cumsum(c) - c
-        tpos = np.arange(int(c.sum()), dtype=np.int64) - np.repeat(seg, c)
-        idx = np.repeat(starts[short], c) + tpos
-        mixed = _fmix64(tok[idx] + (tpos.astype(_U64) + _U64(1)) * _GOLD)
-        hs = _fmix64(np.bitwise_xor.reduceat(mixed, seg) ^ (c.astype(_U64) * _SHORT_TAG))
-        s_text = np.concatenate([s_text, short])
-        h = np.concatenate([h, hs])
-    return s_text, h
-
-
 def _sorted_unique(x: np.ndarray) -> np.ndarray:
     x = np.sort(x)
     if len(x) < 2:
@@ -301,16 +272,18 @@ def _shingle_sets(texts: pa.Array, k: int, seed: int, keyed: bool = False) -> _S
         bits = min(SET_BITS, bits)
     if bits < 32:
         raise ValueError(f"too many texts for one call: {n}")
-    shift = _U64(bits)
-    parts = []
-    cache: dict[str, int] = {}
+    from transforms import compiled
+
+    parts, sizes = [], []
+    cache: dict[bytes, int] = {}
     for lo in range(0, n, _TEXT_BLOCK):
         tok, counts = _tokens(texts.slice(lo, _TEXT_BLOCK), seed, cache)
-        s_text, s_hash = _shingles(tok, counts, k)
-        # blocks cover increasing text ranges, so sorted blocks concatenate to a sorted array
-        parts.append(_sorted_unique(((s_text + lo).astype(_U64) << shift) | (s_hash >> _U64(64 - bits))))
+        # blocks cover increasing text ranges, so their keys concatenate to a sorted array
+        keys, size = compiled.shingle_keys(tok, counts, k, lo, bits)
+        parts.append(keys)
+        sizes.append(size)
     key = np.concatenate(parts) if parts else np.zeros(0, _U64)
-    size = np.bincount((key >> shift).astype(np.int64), minlength=n).astype(np.int64)
+    size = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
     offs = np.zeros(n + 1, np.int64)
     np.cumsum(size, out=offs[1:])
     return _Sets(key, offs, size, bits)
