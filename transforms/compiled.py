@@ -273,6 +273,15 @@ def _slot(h, bits):
 
 
 @numba.njit(**_OPTS)
+def _byte(data, p, rule):
+    """data[p], an ASCII capital lowered when the ASCII rules apply."""
+    c = data[p]
+    if rule and 65 <= c <= 90:
+        c += 32
+    return c
+
+
+@numba.njit(**_OPTS)
 def _lookup(slots, bits, hashes, start, arena, data, ws, wl, h, rule):
     """(slot, number) of the word data[ws:ws + wl] (lowered by `rule`), number -1 if new."""
     mask = (1 << bits) - 1
@@ -285,10 +294,7 @@ def _lookup(slots, bits, hashes, start, arena, data, ws, wl, h, rule):
             same = True
             s0 = start[u]
             for k in range(wl):
-                c = data[ws + k]
-                if rule and 65 <= c <= 90:
-                    c += 32
-                if arena[s0 + k] != c:
+                if arena[s0 + k] != _byte(data, ws + k, rule):
                     same = False
                     break
             if same:
@@ -359,10 +365,7 @@ def words(data, offs, ascii_rules):
                 u = nu
                 s0 = start[nu]
                 for k in range(wl):
-                    c = data[ws + k]
-                    if rule and 65 <= c <= 90:
-                        c += 32
-                    arena[s0 + k] = c
+                    arena[s0 + k] = _byte(data, ws + k, rule)
                 start[nu + 1] = s0 + wl
                 hashes[nu] = h
                 nu += 1
