@@ -30,11 +30,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from transforms.neardup import _GOLD, _M1, _M2  # its hashes' constants: the kernels give its numbers
+
 _OPTS = dict(cache=True, nogil=True, boundscheck=False)
-# the constants of transforms/neardup.py's hashes (the same numbers: the kernels replace its numpy)
-_M1 = np.uint64(0xFF51AFD7ED558CCD)      # fmix64 (MurmurHash3's finaliser)
-_M2 = np.uint64(0xC4CEB9FE1A85EC53)
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
 _SHORT_TAG = np.uint64(0x5EED5EED5EED5EED)
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)  # FNV-1a, for the word table only (never stored)
 _FNV_PRIME = np.uint64(0x100000001B3)

@@ -503,8 +503,7 @@ def round_candidates(runs: list[BucketRuns], bt: np.ndarray, rnd: Round, label, 
     found = [p for p in (r.pairs(rnd, bt, label) for r in runs) if p is not None and len(p[0])]
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    i = np.concatenate([p[0] for p in found]) if len(found) > 1 else found[0][0]
-    j = np.concatenate([p[1] for p in found]) if len(found) > 1 else found[0][1]
+    i, j = (np.concatenate(side) for side in zip(*found))
     if feasible is not None:
         ok = feasible(i, j)
         i, j = i[ok], j[ok]
