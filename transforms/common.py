@@ -9,6 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from schemas.models import REJECT_RAW_LIMIT
+from transforms import coders as _coders  # noqa: F401 - registers the fallback coder (see its docstring)
 
 REJECTS = "rejects"
 
