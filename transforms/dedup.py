@@ -216,12 +216,12 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
     repeats = table.filter(table.column("is_dup"))
     kept = kept.take(pc.sort_indices(kept, PRIORITY))
     n = kept.num_rows
-    fps = kept.column("fingerprint").to_pylist()
-    # exact across articles: first in priority order wins
-    first_of: dict[str, int] = {}
-    rep_exact = np.empty(n, dtype=np.int64)
-    for i, fp in enumerate(fps):
-        rep_exact[i] = first_of.setdefault(fp, i)
+    # exact across articles: first in priority order wins (a fingerprint's code is the same
+    # in every row; np.unique's first index of each code is its first row)
+    codes = pc.dictionary_encode(kept.column("fingerprint").combine_chunks()).indices
+    codes = codes.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    _, first_row = np.unique(codes, return_index=True)
+    rep_exact = first_row[codes] if n else np.zeros(0, np.int64)
     survivors = np.flatnonzero(rep_exact == np.arange(n))
     final = rep_exact.copy()
     sim = np.ones(n, dtype=np.float64)
@@ -239,26 +239,26 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
         sim = sim_of_survivor[rep_exact]
         method_near = final != rep_exact
     is_event = final == np.arange(n)
-    event_ids = kept.column("event_id").to_pylist()
+    event_ids = kept.column("event_id").combine_chunks()
     # repeats from other snapshots follow their kept row
-    index_of = {e: i for i, e in enumerate(event_ids)}
-    rep_rows = np.fromiter((index_of[e] for e in repeats.column("event_id").to_pylist()), np.int64, repeats.num_rows)
+    rep_rows = pc.index_in(repeats.column("event_id"), value_set=event_ids)
+    if rep_rows.null_count:
+        raise ValueError(f"{day}: {rep_rows.null_count} repeated rows without their kept row")
+    rep_rows = rep_rows.to_numpy().astype(np.int64) if len(rep_rows) else np.zeros(0, np.int64)
     dup_kept = np.flatnonzero(~is_event)
     mention = np.ones(n, dtype=np.int64)
     np.add.at(mention, final[dup_kept], 1)
     np.add.at(mention, final[rep_rows], 1)
 
-    final_ids = np.array(event_ids, dtype=object)[final] if n else np.array([], dtype=object)
-
     def dup_table(src: pa.Table, targets: np.ndarray, methods_near: np.ndarray, sims: np.ndarray) -> pa.Table:
         return pa.table(
             {
-                "event_id": pa.array(final_ids[targets].tolist() if len(targets) else [], pa.string()),
+                "event_id": event_ids.take(pa.array(final[targets], pa.int64())).cast(pa.string()),
                 "source": src.column("source"),
                 "article_id": src.column("article_id"),
                 "update_id": src.column("update_id"),
                 "text": src.column("text"),
-                "method": pa.array(np.where(methods_near, "near", "exact").tolist(), pa.string()),
+                "method": pc.if_else(pa.array(methods_near, pa.bool_()), "near", "exact").cast(pa.string()),
                 "similarity": pa.array(sims, pa.float64()),
             },
             schema=DUPLICATE_SCHEMA,
