@@ -72,8 +72,10 @@ def fingerprint_shards(fps, shards: int) -> np.ndarray:
 
 def concat_as_first(tables: list[pa.Table]) -> pa.Table:
     """One table from tables whose schemas may differ in details (nullability, metadata):
-    each is cast to the first one's schema."""
-    return concat([t.cast(tables[0].schema) for t in tables])
+    each is cast to the first one's schema (a table whose schema is already equal, metadata
+    aside, is taken as it is: a cast walks every column in Python)."""
+    schema = tables[0].schema
+    return concat([t if t.schema.equals(schema) else t.cast(schema) for t in tables])
 
 
 def concat(tables) -> pa.Table:
