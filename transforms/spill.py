@@ -173,16 +173,17 @@ _MAPS_LOCK = threading.Lock()  # an SDK worker runs bundles in several threads
 _CAN_RELEASE = hasattr(mmap.mmap, "madvise") and hasattr(mmap, "MADV_DONTNEED")
 
 
-def _reader(path: str) -> pa.ipc.RecordBatchFileReader:
+def _reader(path: str) -> tuple[pa.ipc.RecordBatchFileReader, mmap.mmap | None]:
+    """The file's reader, and its map for a local file (None: read into memory)."""
     if _is_local(path):
         with open(path, "rb") as f:
             m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         buf = pa.py_buffer(m)  # zero-copy, as pa.memory_map; the map is freed with its last buffer
         with _MAPS_LOCK:
             _MAPS[m] = (buf.address, buf.address + buf.size)
-        return pa.ipc.open_file(pa.BufferReader(buf))
+        return pa.ipc.open_file(pa.BufferReader(buf)), m
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        return pa.ipc.open_file(pa.py_buffer(f.read()))
+        return pa.ipc.open_file(pa.py_buffer(f.read())), None
 
 
 def _addresses(obj, out: list) -> list:
@@ -200,6 +201,14 @@ def _addresses(obj, out: list) -> list:
     return out
 
 
+def _release_map(m: mmap.mmap) -> int:
+    try:
+        m.madvise(mmap.MADV_DONTNEED)
+        return 1
+    except (ValueError, OSError):  # closed meanwhile
+        return 0
+
+
 def release(*objs) -> int:
     """Drop the resident pages of the spill-file maps that hold any buffer of `objs` (tables,
     record batches, arrays) from this process (`madvise(MADV_DONTNEED)`; the data stays
@@ -213,11 +222,7 @@ def release(*objs) -> int:
         maps = list(_MAPS.items())
     for m, (lo, hi) in maps:
         if any(lo <= a < hi for a in addresses):
-            try:
-                m.madvise(mmap.MADV_DONTNEED)
-                done += 1
-            except (ValueError, OSError):  # closed meanwhile
-                pass
+            done += _release_map(m)
     return done
 
 
@@ -275,15 +280,17 @@ def iter_tables(items: Iterable, copy: bool = False) -> Iterator[pa.Table]:
     for r in refs:
         by_file.setdefault(r.path, []).append(r)
     for path, rs in by_file.items():
-        reader = _reader(path)
+        reader, m = _reader(path)
         batches = [reader.get_batch(r.first).slice(r.offset, r.rows) if r.offset >= 0 else reader.get_batch(i)
                    for r in _adjacent_joined(rs) for i in range(r.first, r.first + r.count)]
         table = pa.Table.from_batches(batches, schema=reader.schema)
         del reader, batches
         if copy:
             mapped, table = table, heap_copy(table)
-            release(mapped)
+            if m is not None and _CAN_RELEASE:  # its own map: no search by address (`release`)
+                _release_map(m)
             del mapped
+        del m
         yield table
         del table
 
