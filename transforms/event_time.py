@@ -195,6 +195,8 @@ _ANCHOR_RE2 = "(?i)\\b" + _trie_regex(sorted(_ANCHOR_KIND)) + "\\b"
 _ISO_RE2 = r"(?:1[6-9]\p{Nd}\p{Nd}|20\p{Nd}\p{Nd})-(?:0[1-9]|1[0-2])-(?:3[01]|[12]\p{Nd}|0[1-9])"
 # the only characters whose str.lower() holds an ASCII letter: İ -> "i̇", KELVIN SIGN -> "k"
 _LOWER_TO_ASCII = "[\u0130\u212a]"
+# the three in one pattern: one pass of RE2 over the column instead of three
+_MAY_STATE_DAY_RE2 = f"(?:{_ANCHOR_RE2})|(?:{_ISO_RE2})|{_LOWER_TO_ASCII}"
 _ISO = re.compile(r"(1[6-9]\d\d|20\d\d)-(0[1-9]|1[0-2])-(3[01]|[12]\d|0[1-9])(?!\d)(?!-\d)")
 # Month-day, matched at the month: "february 20", "feb. 28th", "march 3, 2021".
 _MONTH_FIRST = (
@@ -441,8 +443,7 @@ def may_state_day(texts) -> np.ndarray:
     is ASCII-only, so it sees a word boundary wherever Python's Unicode `\\b` does (and more);
     its case-insensitive match covers `str.lower()` except for the two characters that
     lower-case to an ASCII letter, whose rows are always taken; `\\p{Nd}` is Python's `\\d`."""
-    hit = pc.or_(pc.match_substring_regex(texts, _ANCHOR_RE2), pc.match_substring_regex(texts, _ISO_RE2))
-    hit = pc.or_(hit, pc.match_substring_regex(texts, _LOWER_TO_ASCII))
+    hit = pc.match_substring_regex(texts, _MAY_STATE_DAY_RE2)
     return hit.fill_null(False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
