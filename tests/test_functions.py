@@ -390,3 +390,17 @@ def test_inputs_that_used_to_crash_the_read_become_rejects():
     batch, rejects = parse_task(ReadTask("h.json", "headlines-json", 0, -1, 1), arr)
     assert batch.column("article_id").to_pylist() == ["https://a.example/1"]
     assert [(r["line"], r["reason"]) for r in rejects] == [(2, "invalid_unicode")]
+
+
+def test_stable_hashes_are_stable_hash_of_every_value():
+    from transforms.common import stable_hash, stable_hashes
+
+    values = ["", "a", "é", "Grüße 🎉", "a\x1fb", "x" * 1000, "ﬁ\u200b\u0301", "\x00zero"]
+    arr = pa.array(values, pa.string())
+    for chars in (8, 16, 32):
+        assert stable_hashes(arr, chars).to_pylist() == [stable_hash(v, chars) for v in values]
+    sliced = arr.slice(2, 4)  # an array with an offset reads its own values
+    assert stable_hashes(sliced, 32).to_pylist() == [stable_hash(v, 32) for v in values[2:6]]
+    assert stable_hashes(pa.array([], pa.string()), 32).to_pylist() == []
+    with pytest.raises(ValueError, match="null"):
+        stable_hashes(pa.array(["a", None]))

@@ -28,6 +28,30 @@ def stable_hash(text: str, hex_chars: int = 16) -> str:
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))[:hex_chars]
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def stable_hashes(values: pa.Array, hex_chars: int = 16) -> pa.Array:
+    """`stable_hash` of every value of an Arrow string array (no nulls), as a string array:
+    xxh3-128 of each value's UTF-8 bytes read in place, the digests' hex digits formed with
+    numpy (per value a digest call, instead of a Python string, its encoding and a hex
+    string)."""
+    if values.null_count:
+        raise ValueError(f"stable_hashes of {values.null_count} null values")
+    n = len(values)
+    data, off = string_view(values)
+    mv, o = memoryview(data), off.tolist()
+    digest = xxhash.xxh3_128_digest  # 16 bytes, big-endian: hexdigest's order
+    raw = np.frombuffer(b"".join([digest(mv[i:j]) for i, j in zip(o, o[1:])]), np.uint8).reshape(n, 16)
+    digits = np.empty((n, 32), np.uint8)
+    digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
+    digits[:, 1::2] = _HEX_DIGITS[raw & 15]
+    width = min(hex_chars, 32)
+    text = np.ascontiguousarray(digits[:, :width])
+    offsets = np.arange(0, width * n + 1, width, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+
+
 def shard_of(key: str, shards: int) -> int:
     return xxhash.xxh3_64_intdigest(key.encode("utf-8")) % shards
 

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from schemas.models import DUPLICATE_SCHEMA, EVENT_SCHEMA, QUALITY_SCHEMA
-from transforms.common import concat, concat_as_first, shards_of, stable_hash
+from transforms.common import concat, concat_as_first, shards_of, stable_hashes
 from transforms.neardup import DEFAULT_SHINGLE, DEFAULT_THRESHOLD, near_duplicates
 from transforms.parts import Part
 from transforms.spill import GroupTables
@@ -139,8 +139,8 @@ def dedup_snapshots(table: pa.Table) -> pa.Table:
             zero_copy_only=False)
     is_dup = ~first
     starts = pa.array(np.flatnonzero(first))
-    run_ids = pa.array([stable_hash(a + "\x1f" + f, 32) for a, f in
-                        zip(arts.take(starts).to_pylist(), fps.take(starts).to_pylist())], pa.string())
+    # stable_hash(article_id + "\x1f" + fingerprint, 32) of each run, over the column at once
+    run_ids = stable_hashes(pc.binary_join_element_wise(arts.take(starts), fps.take(starts), "\x1f"), 32)
     t = t.append_column("event_id", run_ids.take(pa.array(np.cumsum(first) - 1)))
     t = t.append_column("is_dup", pa.array(is_dup))
     return t.append_column("redelivered", pa.array(mark_redelivered(t)))
