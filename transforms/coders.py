@@ -12,17 +12,25 @@ encoding: each big table was pickled again at each step it passed, only to measu
 perf.py's 200k-update feed that was 1.3 GB of pickles for a 134 MB input; on the 28-day 1M
 feed, 5.5 % of the run's samples (BENCHMARKS.md).
 
-`ArrowSizedCoder` encodes exactly as FastPrimitivesCoder (it is one: same bytes, same
-deterministic form for keys) and estimates the size of a value holding Arrow data as the
-sum of its Arrow buffers. Importing this module registers it as the registry's fallback
+`ArrowSizedCoder` encodes as FastPrimitivesCoder (it is one: same deterministic form for
+keys) and estimates the size of a value holding Arrow data as the sum of its Arrow buffers.
+Its fallback, for the types FastPrimitivesCoder does not know, writes a spill reference
+(`transforms.spill.SpillRef`, the element of every spilled shuffle: ~134k of them cross the
+day shuffle of the 28-day 1M feed, each decoded and encoded again by the runner's grouping)
+as its five fields packed, instead of a pickle, and pickles everything else. Importing this module registers it as the registry's fallback
 coder (`CoderRegistry.register_fallback_coder`), so every PCollection without a declared
 type gets it; `transforms.common`, which every step imports, imports it.
 """
 from __future__ import annotations
 
+import pickle
+import struct
+
 import pyarrow as pa
 from apache_beam import coders
 from apache_beam.coders import coder_impl
+
+from transforms.spill import SpillRef
 
 _ARROW = (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray)
 _SCALAR = 16  # bytes counted for each non-Arrow item beside Arrow data (a key, a day, a count)
@@ -46,6 +54,39 @@ def arrow_size(value, depth: int = 0) -> int | None:
     return None
 
 
+_REF = b"\x00"  # a pickle starts with the PROTO opcode, 0x80: the first byte tells them apart
+_REF_FIELDS = struct.Struct("<qqqq")
+
+
+def _encode(value) -> bytes:
+    if type(value) is SpillRef:
+        return _REF + _REF_FIELDS.pack(value.first, value.count, value.rows, value.offset) + value.path.encode()
+    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def _decode(data: bytes):
+    if data[:1] == _REF:
+        first, count, rows, offset = _REF_FIELDS.unpack_from(data, 1)
+        return SpillRef(bytes(data[1 + _REF_FIELDS.size:]).decode(), first, count, rows, offset)
+    return pickle.loads(data)
+
+
+class _RefsOrPickle(coders.coders.FastCoder):
+    """The fallback of ArrowSizedCoder: SpillRef packed, any other value pickled."""
+
+    def _create_impl(self):
+        return coder_impl.CallbackCoderImpl(_encode, _decode)
+
+    def is_deterministic(self):
+        return False
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
 class _ArrowSizedImpl(coder_impl.FastPrimitivesCoderImpl):
     """FastPrimitivesCoderImpl (encoding untouched) whose size estimate reads Arrow buffers."""
 
@@ -61,7 +102,11 @@ class _ArrowSizedImpl(coder_impl.FastPrimitivesCoderImpl):
 
 
 class ArrowSizedCoder(coders.FastPrimitivesCoder):
-    """FastPrimitivesCoder with a size estimate that does not encode Arrow data."""
+    """FastPrimitivesCoder with a size estimate that does not encode Arrow data, and spill
+    references packed (`_RefsOrPickle`)."""
+
+    def __init__(self, fallback_coder=None):
+        super().__init__(fallback_coder or _RefsOrPickle())
 
     def _create_impl(self):
         return _ArrowSizedImpl(self._fallback_coder.get_impl())
