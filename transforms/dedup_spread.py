@@ -651,7 +651,7 @@ def _rows(item) -> int:
 
 def coalesce(element, shards: int, prior=None):
     """(day, [[(fingerprint shard of `shards`, item)]]) (WindowByDay's group of a day, with
-    spill: a list per input table or marker) -> (day/j, (n, items)) for the n shards the
+    spill: a list per bundle of input tables or marker) -> (day/j, (n, items)) for the n shards the
     day's rows need, its earlier rows counted too (`prior`, a `PriorDays`: a few new rows on a
     big day spread it like the whole day), every j made (each loads its share of the day's
     earlier rows): shard s goes to j = s * n // shards, so a fingerprint is in one j."""

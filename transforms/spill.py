@@ -45,6 +45,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.windowed_value import WindowedValue
 
 
 class SpillRef(NamedTuple):
@@ -309,10 +310,37 @@ def _adjacent_joined(refs: list[SpillRef]) -> list[SpillRef]:
     return out
 
 
-def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, bundle=None, batch_of=None):
+def _keyed(batch, keys: Callable[[pa.Table], np.ndarray], folder: str | None, batch_of=None):
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    pairs = key_groups(table, keys(table), folder, batch_of)
-    return bundle(list(pairs)) if bundle is not None else pairs
+    return key_groups(table, keys(table), folder, batch_of)
+
+
+class _BundledKeyFn(beam.DoFn):
+    """`_keyed` with `bundle`, over all the tables of a Beam bundle at once: each table's rows
+    are written (or split) as they come, and its `(key, rows)` pairs (references: small) wait
+    for the end of the bundle, where `bundle` makes the elements of all of them together (for
+    the day shuffle: one element per day and bundle instead of per day and table, each of
+    which the local runner's grouping takes through Beam's trigger machinery in Python). Pairs are kept apart per window and leave in it, with
+    the latest timestamp of their tables."""
+
+    def __init__(self, keys, folder, bundle, batch_of):
+        self._keys, self._folder, self._bundle, self._batch_of = keys, folder, bundle, batch_of
+
+    def start_bundle(self):
+        self._pending: dict = {}
+
+    def process(self, batch, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        entry = self._pending.setdefault(window, [timestamp, []])
+        entry[0] = max(entry[0], timestamp)
+        entry[1].extend(key_groups(table, self._keys(table), self._folder, self._batch_of))
+        return []
+
+    def finish_bundle(self):
+        pending, self._pending = self._pending, {}
+        for window, (timestamp, pairs) in pending.items():
+            for value in self._bundle(pairs):
+                yield WindowedValue(value, timestamp, [window])
 
 
 class GroupTables(beam.PTransform):
@@ -327,10 +355,11 @@ class GroupTables(beam.PTransform):
     file; rows of one key keep their order within each. Windows are the input's: grouping is
     per key and window, as GroupByKey's.
 
-    `bundle`, when given, turns one input table's list of `(key, rows)` into the elements that
-    are grouped instead (for example one element per day holding the day's shards of that
-    table: fewer elements through the runner's shuffle); the groups are then `(key, [values])`
-    of those elements, and `present` elements must have their shape.
+    `bundle`, when given, turns the list of `(key, rows)` pairs of all the input tables of a
+    Beam bundle (`_BundledKeyFn`) into the elements that are grouped instead (for example one
+    element per day holding the day's shards: fewer elements through the runner's shuffle);
+    the groups are then `(key, [values])` of those elements, and `present` elements must have
+    their shape.
 
     `between`, when given, is a PTransform applied to the keyed `(key, rows)` elements before
     they are grouped (rows: a table or a spill reference; `tables_of` reads either). It returns
@@ -359,8 +388,13 @@ class GroupTables(beam.PTransform):
 
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._bundle, self._batch_of)
-                 for i, pcoll in enumerate(inputs)]
+        if self._bundle is not None:
+            keyed = [pcoll | f"Key{i or ''}" >> beam.ParDo(_BundledKeyFn(self._keys, self._spill, self._bundle,
+                                                                           self._batch_of))
+                     for i, pcoll in enumerate(inputs)]
+        else:
+            keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._batch_of)
+                     for i, pcoll in enumerate(inputs)]
         rows = keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0]
         beside = None
         if self._between is not None:

@@ -100,9 +100,9 @@ def day_shard_keys(table: pa.Table, shards: int) -> np.ndarray:
 
 
 def shards_by_day(pairs: list) -> list:
-    """One table's `(day/shard key, rows)` pairs -> `(day, [(shard, rows), ...])`, one element
-    per day: with spill files, the day shuffle then moves an element per table and day, not
-    one per table, day and fingerprint shard (40 times as many on the 28-day 1M feed)."""
+    """The `(day/shard key, rows)` pairs of the tables of a bundle -> `(day, [(shard, rows), ...])`,
+    one element per day: with spill files, the day shuffle then moves an element per bundle and
+    day, not one per table, day and fingerprint shard."""
     out: dict[str, list] = {}
     for key, rows in pairs:
         out.setdefault(day_of(key), []).append((int(key[11:]), rows))
@@ -286,7 +286,7 @@ class WindowByDay(beam.PTransform):
     recompute marker makes every shard of its day exist. Without spill the groups are then
     `("YYYY-MM-DD/NNNN", [tables])` (`day_of` gives the day): no group holds a whole day. With
     spill they are `("YYYY-MM-DD", [[(shard, reference or empty marker table), ...], ...])`,
-    one list per input table (`shards_by_day`) or recompute marker, so that the next step can regroup the shards of
+    one list per bundle of input tables (`shards_by_day`) or recompute marker, so that the next step can regroup the shards of
     the day (a small day into fewer groups) before reading them (`DedupDaySpread`).
     """
 
