@@ -10,16 +10,18 @@ every operation of a fused stage also samples its outputs to estimate their size
 every input element, then about 10 in N), and FastPrimitivesCoder estimates a size by
 encoding: each big table was pickled again at each step it passed, only to measure it. On
 perf.py's 200k-update feed that was 1.3 GB of pickles for a 134 MB input; on the 28-day 1M
-feed, 5.5 % of the run's samples (BENCHMARKS.md).
+feed, 3.7 % of the workers' samples (BENCHMARKS.md).
 
 `ArrowSizedCoder` encodes as FastPrimitivesCoder (it is one: same deterministic form for
 keys) and estimates the size of a value holding Arrow data as the sum of its Arrow buffers.
 Its fallback, for the types FastPrimitivesCoder does not know, writes a spill reference
 (`transforms.spill.SpillRef`, the element of every spilled shuffle: ~134k of them cross the
 day shuffle of the 28-day 1M feed, each decoded and encoded again by the runner's grouping)
-as its five fields packed, instead of a pickle, and pickles everything else. Importing this module registers it as the registry's fallback
-coder (`CoderRegistry.register_fallback_coder`), so every PCollection without a declared
-type gets it; `transforms.common`, which every step imports, imports it.
+as its five fields packed, instead of a pickle, and pickles everything else.
+
+Importing this module registers `ArrowSizedCoder` as the registry's fallback coder
+(`CoderRegistry.register_fallback_coder`), so every PCollection without a declared type gets
+it; `transforms.common`, which every step imports, imports it.
 """
 from __future__ import annotations
 

@@ -72,9 +72,10 @@ SCHEMAS = {**TABLE_SCHEMAS, OCCURRENCES: OCCURRENCE_SCHEMA, ARTICLES: INDEX_SCHE
 
 
 # Columns whose values are (nearly) all distinct, written without a dictionary: the writer
-# would build one for each page and give it up, which cost 10-17 % of the write time of the
-# events and occurrence files (on the 28-day 1M feed: 10.3 -> 9.1 CPU-seconds, files 2-4 %
-# smaller; BENCHMARKS.md). Every other column keeps Parquet's dictionary encoding.
+# would build one for each page and give it up, which cost 5-16 % of the write time of the
+# events, duplicates and occurrence files (on the 28-day 1M feed's output: 10.3 -> 9.1
+# CPU-seconds, files 2-4 % smaller; benchmarks/parquet_write.py, BENCHMARKS.md). Every other
+# column keeps Parquet's dictionary encoding.
 PLAIN_COLUMNS = {
     "events": frozenset({"event_id", "text", "fingerprint", "cluster_id"}),
     "duplicates": frozenset({"text"}),
