@@ -72,10 +72,11 @@ SCHEMAS = {**TABLE_SCHEMAS, OCCURRENCES: OCCURRENCE_SCHEMA, ARTICLES: INDEX_SCHE
 
 
 # Columns whose values are (nearly) all distinct, written without a dictionary: the writer
-# would build one for each page and give it up, which cost 5-16 % of the write time of the
-# events, duplicates and occurrence files (on the 28-day 1M feed's output: 10.3 -> 9.1
-# CPU-seconds, files 2-4 % smaller; benchmarks/parquet_write.py, BENCHMARKS.md). Every other
-# column keeps Parquet's dictionary encoding.
+# would build one for each page and give it up: writing the events, duplicates and
+# occurrence files of the 28-day 1M feed's output took 6-12 % more CPU with the dictionaries
+# (11.2 -> 10.6 and 10.3 -> 9.1 CPU-seconds in two measurements), the files 2-4 % larger
+# (benchmarks/parquet_write.py, BENCHMARKS.md). Every other column keeps Parquet's
+# dictionary encoding.
 PLAIN_COLUMNS = {
     "events": frozenset({"event_id", "text", "fingerprint", "cluster_id"}),
     "duplicates": frozenset({"text"}),
