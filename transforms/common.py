@@ -28,7 +28,19 @@ def stable_hash(text: str, hex_chars: int = 16) -> str:
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))[:hex_chars]
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
+# each byte value -> its two lower-case hex digits, as one little-endian uint16
+_HEX_PAIRS = np.array([ord(h[0]) | ord(h[1]) << 8 for h in (f"{i:02x}" for i in range(256))], "<u2")
+
+
+def hex_strings(digests: np.ndarray, hex_chars: int) -> pa.Array:
+    """Rows of digest bytes (uint8, one row per value, big-endian as xxhash's hexdigest) ->
+    a string array of their first `hex_chars` lower-case hex digits, formed with numpy."""
+    n = len(digests)
+    pairs = _HEX_PAIRS[digests]  # (n, bytes) uint16: each byte's two digits
+    width = min(hex_chars, 2 * digests.shape[1])
+    text = np.ascontiguousarray(pairs.view(np.uint8).reshape(n, 2 * digests.shape[1])[:, :width])
+    offsets = np.arange(0, width * n + 1, width, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
 
 
 def stable_hashes(values: pa.Array, hex_chars: int = 16) -> pa.Array:
@@ -38,18 +50,11 @@ def stable_hashes(values: pa.Array, hex_chars: int = 16) -> pa.Array:
     string)."""
     if values.null_count:
         raise ValueError(f"stable_hashes of {values.null_count} null values")
-    n = len(values)
     data, off = string_view(values)
     mv, o = memoryview(data), off.tolist()
     digest = xxhash.xxh3_128_digest  # 16 bytes, big-endian: hexdigest's order
-    raw = np.frombuffer(b"".join([digest(mv[i:j]) for i, j in zip(o, o[1:])]), np.uint8).reshape(n, 16)
-    digits = np.empty((n, 32), np.uint8)
-    digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
-    digits[:, 1::2] = _HEX_DIGITS[raw & 15]
-    width = min(hex_chars, 32)
-    text = np.ascontiguousarray(digits[:, :width])
-    offsets = np.arange(0, width * n + 1, width, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+    raw = np.frombuffer(b"".join([digest(mv[i:j]) for i, j in zip(o, o[1:])]), np.uint8)
+    return hex_strings(raw.reshape(len(values), 16), hex_chars)
 
 
 def shard_of(key: str, shards: int) -> int:

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from transforms.common import REJECTS, reject, string_view, utf8_code_points
+from transforms.common import REJECTS, hex_strings, reject, string_view, utf8_code_points
 
 # The character classes of steps 2 and 3 and of the canonical form, in RE2 syntax.
 _ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
@@ -69,7 +69,6 @@ for _chars, _to in ((_ZERO_WIDTH, _DELETE), (_SINGLE_QUOTES, ord("'")), (_DOUBLE
             _REPLACE[ord(_c)] = _to
 del _chars, _to, _c
 _BACKTICK, _ASCII_WS_CONTROLS = 0x60, (0x09, 0x0A, 0x0C, 0x0D)  # RE2 \s is [\t\n\f\r ]
-_HEX_PAIRS = np.array([ord(h[0]) | ord(h[1]) << 8 for h in (f"{i:02x}" for i in range(256))], "<u2")
 
 
 def _composition_seconds() -> frozenset:
@@ -294,9 +293,7 @@ def canonical_array(normalized: pa.Array) -> pa.Array:
 
 def _hex16(d: np.ndarray) -> pa.Array:
     """uint64 digests -> 16-character lower-case hex strings (xxhash's hexdigest: big-endian)."""
-    out = _HEX_PAIRS[d.astype(">u8").view(np.uint8)]  # each byte -> its two hex digits
-    offsets = np.arange(0, 16 * len(d) + 1, 16, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), len(d), [None, pa.py_buffer(offsets), pa.py_buffer(out)])
+    return hex_strings(d.astype(">u8").view(np.uint8).reshape(len(d), 8), 16)
 
 
 def fingerprint_array(canonical: pa.Array) -> pa.Array:
