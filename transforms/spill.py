@@ -320,8 +320,9 @@ class _BundledKeyFn(beam.DoFn):
     are written (or split) as they come, and its `(key, rows)` pairs (references: small) wait
     for the end of the bundle, where `bundle` makes the elements of all of them together (for
     the day shuffle: one element per day and bundle instead of per day and table, each of
-    which the local runner's grouping takes through Beam's trigger machinery in Python). Pairs are kept apart per window and leave in it, with
-    the latest timestamp of their tables."""
+    which the local runner's grouping takes through Beam's trigger machinery in Python).
+    Pairs are kept apart per window and leave in it, with the latest timestamp of their
+    tables."""
 
     def __init__(self, keys, folder, bundle, batch_of):
         self._keys, self._folder, self._bundle, self._batch_of = keys, folder, bundle, batch_of
@@ -330,10 +331,9 @@ class _BundledKeyFn(beam.DoFn):
         self._pending: dict = {}
 
     def process(self, batch, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
-        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         entry = self._pending.setdefault(window, [timestamp, []])
         entry[0] = max(entry[0], timestamp)
-        entry[1].extend(key_groups(table, self._keys(table), self._folder, self._batch_of))
+        entry[1].extend(_keyed(batch, self._keys, self._folder, self._batch_of))
         return []
 
     def finish_bundle(self):
@@ -386,15 +386,15 @@ class GroupTables(beam.PTransform):
         self._keys, self._spill, self._between, self._present = keys, spill, between, present
         self._references, self._bundle, self._batch_of = references, bundle, batch_of
 
+    def _key_step(self) -> beam.PTransform:
+        """Tables -> their `(key, rows)` pairs, or with `bundle` the bundled elements."""
+        if self._bundle is not None:
+            return beam.ParDo(_BundledKeyFn(self._keys, self._spill, self._bundle, self._batch_of))
+        return beam.FlatMap(_keyed, self._keys, self._spill, self._batch_of)
+
     def expand(self, inputs):
         inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-        if self._bundle is not None:
-            keyed = [pcoll | f"Key{i or ''}" >> beam.ParDo(_BundledKeyFn(self._keys, self._spill, self._bundle,
-                                                                           self._batch_of))
-                     for i, pcoll in enumerate(inputs)]
-        else:
-            keyed = [pcoll | f"Key{i or ''}" >> beam.FlatMap(_keyed, self._keys, self._spill, self._batch_of)
-                     for i, pcoll in enumerate(inputs)]
+        keyed = [pcoll | f"Key{i or ''}" >> self._key_step() for i, pcoll in enumerate(inputs)]
         rows = keyed | "Meet" >> beam.Flatten() if len(keyed) > 1 else keyed[0]
         beside = None
         if self._between is not None:
