@@ -221,7 +221,7 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
     codes = pc.dictionary_encode(kept.column("fingerprint").combine_chunks()).indices
     codes = codes.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     _, first_row = np.unique(codes, return_index=True)
-    rep_exact = first_row[codes] if n else np.zeros(0, np.int64)
+    rep_exact = first_row[codes]
     survivors = np.flatnonzero(rep_exact == np.arange(n))
     final = rep_exact.copy()
     sim = np.ones(n, dtype=np.float64)
@@ -244,7 +244,7 @@ def dedup_day(day: dt.date, table: pa.Table, near: NearFn | None = None) -> dict
     rep_rows = pc.index_in(repeats.column("event_id"), value_set=event_ids)
     if rep_rows.null_count:
         raise ValueError(f"{day}: {rep_rows.null_count} repeated rows without their kept row")
-    rep_rows = rep_rows.to_numpy().astype(np.int64) if len(rep_rows) else np.zeros(0, np.int64)
+    rep_rows = rep_rows.to_numpy().astype(np.int64)
     dup_kept = np.flatnonzero(~is_event)
     mention = np.ones(n, dtype=np.int64)
     np.add.at(mention, final[dup_kept], 1)
