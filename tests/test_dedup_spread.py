@@ -183,6 +183,33 @@ def test_cluster_group_rejects_a_star_whose_survivor_its_shard_did_not_count():
         cluster_assignments(pieces, short)
 
 
+def test_a_bucket_group_reports_its_phases_only_when_asked(monkeypatch, capsys):
+    """`dedup_spread.STATS_ENV` (benchmarks/oneday.py --bucket-stats): one line per bucket
+    group, whose counts are the group's own."""
+    t = mixed(2)
+    g = exact_groups(t)
+    bands, _ = band_rows(g, 0, NEAR)
+    element = ("2024-03-04/b0000", [bands])
+    monkeypatch.delenv(dedup_spread.STATS_ENV, raising=False)
+    quiet = list(dedup_spread._edges(element, NEAR, None))
+    assert "bucket-group" not in capsys.readouterr().err
+    monkeypatch.setenv(dedup_spread.STATS_ENV, "1")
+    out = list(dedup_spread._edges(element, NEAR, None))
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("bucket-group ")]
+    assert len(lines) == 1
+    stats = json.loads(lines[0].split(" ", 1)[1])
+    stars = out[0][1]
+    assert [o[1].num_rows for o in out] == [o[1].num_rows for o in quiet]  # the same output
+    assert stats["stars"] == stars.num_rows > 0
+    assert stats["band_rows"] == bands.num_rows and stats["pieces"] == 1 and stats["dictionaries"] == 1
+    assert stats["survivors_in_dictionaries"] == len(g.survivors)
+    assert stats["stars"] <= stats["decoded"] <= len(g.survivors)
+    roots = len(np.unique(stars.column("root").to_numpy()))
+    assert stats["edges"] >= stars.num_rows - roots  # a tree per local cluster at least
+    for phase in ("open", "bands", "buckets", "nodes", "rank", "rounds", "stars", "write"):
+        assert stats[f"{phase}_s"] >= 0 and stats[f"{phase}_faults"] >= 0
+
+
 def labelled_days(size: int):
     """The labelled near-duplicate set of BENCHMARKS.md as pipeline rows: one day table per
     labelled day, keep priority = the set's random order (publication second), some items

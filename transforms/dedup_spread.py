@@ -63,6 +63,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import os
+import resource
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Tuple
 
@@ -341,8 +346,39 @@ def _fixed(col, dtype) -> np.ndarray:
     return raw.view(dtype).reshape(len(arr), -1)
 
 
+# Set (any value) in a run's environment, each bucket group writes one `bucket-group {json}`
+# line to stderr: where its time went (`benchmarks/oneday.py --bucket-stats` sums them).
+STATS_ENV = "NEWSEVENTS_BUCKET_STATS"
+
+
+class _Clock:
+    """Seconds and minor page faults (this thread's) per phase of one bucket group, and its
+    counts, written as one line when STATS_ENV is set; otherwise it does nothing."""
+
+    def __init__(self):
+        self.on = bool(os.environ.get(STATS_ENV))
+        self.fields: dict[str, float] = {}
+        if self.on:
+            self.t, self.f = time.perf_counter(), self._faults()
+
+    @staticmethod
+    def _faults() -> int:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+    def mark(self, phase: str, **counts) -> None:
+        if self.on:
+            t, f = time.perf_counter(), self._faults()
+            self.fields.update({f"{phase}_s": round(t - self.t, 5), f"{phase}_faults": f - self.f}, **counts)
+            self.t, self.f = t, f
+
+    def done(self, **counts) -> None:
+        if self.on:
+            self.fields.update(counts)
+            sys.stderr.write(f"bucket-group {json.dumps(self.fields)}\n")
+
+
 def bucket_edges(tables: list[pa.Table], near: NearDetector,
-                 neighbours: int = MAX_BUCKET_NEIGHBOURS) -> tuple[pa.Table, pa.Table] | None:
+                 neighbours: int = MAX_BUCKET_NEIGHBOURS, clock: _Clock | None = None) -> tuple[pa.Table, pa.Table] | None:
     """Band rows of some buckets (whole buckets) -> the survivors joined by verified pairs
     among them: each member paired with its next `neighbours` in priority order in the bucket
     of the pair's first shared band, filtered and scored as `near_duplicates` does (in
@@ -351,11 +387,14 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     cluster's first survivor (a star per cluster keeps the clusters' connectivity with fewer
     pairs than the edges), and one root row per local root (`uid` and the PRIORITY columns:
     the day's kept row is the first of its cluster's local roots, `cluster_assignments`).
-    Only survivors of buckets with two or more members are decoded."""
+    Only survivors of buckets with two or more members are decoded. `clock`: phase timings
+    (`_Clock`)."""
+    clock = clock or _Clock()
     src = _sources(tables)
     if src is None:
         return None
     band, hsh, node, dicts, base = src
+    clock.mark("bands", band_rows=len(band), dictionaries=len(dicts), survivors_in_dictionaries=int(base[-1]))
     order = np.lexsort((hsh, band))
     sb, sh = band[order], hsh[order]
     same = (sb[1:] == sb[:-1]) & (sh[1:] == sh[:-1])
@@ -364,7 +403,9 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     sel = order[in_runs(same)]
     band, hsh, node = band[sel], hsh[sel], node[sel]
     wanted, node_at = np.unique(node, return_inverse=True)
+    clock.mark("buckets", decoded=len(wanted))
     nodes = _Nodes(dicts, base, wanted)
+    clock.mark("nodes")
     m = len(wanted)
     rank = np.empty(m, np.int64)
     rank[priority_order(nodes.field)] = np.arange(m)
@@ -374,6 +415,7 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     label = np.zeros(len(order), np.int64)
     label[1:] = np.cumsum((b2[1:] != b2[:-1]) | (h2[1:] != h2[:-1]))
     runs = BucketRuns.of(label, node_at[order], b2)  # node rows; in a bucket, in priority order
+    clock.mark("rank")
     if runs is None:
         return None
     bt = _fixed(nodes.field("bands"), np.uint64)
@@ -386,6 +428,7 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
         return verify_pairs(decoded["sets"], sig8, a, b, a, b, near.threshold, sig8.shape[1])[0]
 
     a, b = edges_in_rounds(m, neighbours, lambda rnd, comp: round_candidates([runs], bt, rnd, comp), verify)
+    clock.mark("rounds", edges=len(a))
     if not len(a):
         return None
     by_rank = np.argsort(rank)
@@ -395,6 +438,7 @@ def bucket_edges(tables: list[pa.Table], near: NearDetector,
     local_root = np.searchsorted(involved, root[involved])
     stars = nodes.table(STAR_SIDE, involved).append_column("root", pa.array(local_root.astype(np.int32)))
     roots = nodes.table(["uid"] + [c for c, _ in PRIORITY], np.unique(root[involved]))
+    clock.mark("stars", stars=len(involved))
     return stars, roots
 
 
@@ -773,10 +817,16 @@ def _key_bands(element, survivors: dict, shards: int):
 
 def _edges(element, near: NearDetector, spill: str | None):
     key, items = element
-    edges = bucket_edges(tables_of(items), near)
+    clock = _Clock()
+    tables = tables_of(items)
+    clock.mark("open", pieces=len(tables))
+    edges = bucket_edges(tables, near, clock=clock)
+    del tables
     if edges is not None:
         for table in edges:  # the stars and the roots
             yield day_of(key), _one(spill, table)
+    clock.mark("write")
+    clock.done()
 
 
 def _assignments(element, spill: str | None, survivors: dict):
