@@ -18,12 +18,28 @@ as in perf.py; and the largest sampled anonymous memory of a process, RssAnon: t
 set without file pages such as the memory-mapped spill files), CPU time of the process tree / wall (2.0 = both cores busy all the time), and
 the invariant check of perf.py. A final line per step gives the ratios to the first N (goals:
 largest process within 1.3x, time linear in N, CPU/wall >= 1.6). `--profile` runs each N in
-one process under cProfile instead and prints the top functions.
+one process under cProfile instead and prints the top functions. `--bucket-stats` has every
+LSH bucket group of the runs write where its time went (`dedup_spread.STATS_ENV`) and prints
+per N the sums over the groups: seconds and minor page faults per phase (open its pieces,
+read the band rows, find the buckets, copy the survivors out of the node dictionaries,
+rank them, the verification rounds, the stars), and the groups' counts (dictionaries read
+per group, survivors decoded, verified edges).
+
+`--constant-density M` is a control for the time goal: the generator recombines a fixed pool
+of real paragraphs (about 25k titles and 14k sentences), so the bigger the feed, the more
+often each paragraph comes back and the denser its near-duplicate clusters (verified edges
+per survivor triple from 250k to 2M). With this option an N below M draws from N/M of the
+pool's titles and sentences (a sample, seeded), so each paragraph comes back about as often
+at every N up to M: the duplicates have the same structure at every N, and the time of a
+pipeline that scales linearly grows linearly. These feeds live in `density-M/` under the
+workdir; at N >= M the feed is the usual one.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import resource
 import shlex
 import shutil
@@ -33,6 +49,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perf  # noqa: E402
+
+STATS_ENV = "NEWSEVENTS_BUCKET_STATS"  # transforms.dedup_spread.STATS_ENV (not imported: --vs runs older code)
 
 # one day: starts within 8 h, gaps and delays shrunk so that the last copy is out by ~20:00Z
 perf.START_SPAN = 8 * 3600
@@ -65,7 +83,7 @@ def profile(n: int, args, workdir: Path, pool_cache: dict) -> None:
     import subprocess
     import time
 
-    feed, meta, _ = perf.prepare_feed(workdir, n, args.seed, pool_cache)
+    feed, meta, _ = feed_for(n, args, workdir, pool_cache)
     out = workdir / f"prof-out-n{n}"
     shutil.rmtree(out, ignore_errors=True)
     stats = workdir / f"n{n}.prof"
@@ -84,12 +102,51 @@ def profile(n: int, args, workdir: Path, pool_cache: dict) -> None:
         p.sort_stats("cumulative").print_stats(r"transforms/(dedup|dedup_spread|neardup|spill|sink)\.py", 30)
 
 
+def bucket_stats(log: Path) -> dict | None:
+    """The sums over a run's `bucket-group` lines (transforms.dedup_spread._Clock)."""
+    groups = [json.loads(line.split("bucket-group ", 1)[1]) for line in log.read_text(errors="replace").splitlines()
+              if "bucket-group {" in line]
+    if not groups:
+        return None
+    keys = sorted({k for g in groups for k in g} - {"survivors_in_dictionaries"})
+    out = {"groups": len(groups)}
+    out.update({k: round(sum(g.get(k, 0) for g in groups), 1) for k in keys})
+    # every group of a day reads every fingerprint shard's dictionary: the day's survivors
+    out["day_survivors"] = max(g.get("survivors_in_dictionaries", 0) for g in groups)
+    out["dictionaries_per_group"] = round(out.get("dictionaries", 0) / len(groups), 1)
+    out["decoded_per_group"] = round(out.get("decoded", 0) / len(groups))
+    out["edges_per_survivor"] = round(out.get("edges", 0) / max(out["day_survivors"], 1), 2)
+    return out
+
+
+def scaled_pool(pool: dict, n: int, full_at: int, seed: int) -> dict:
+    """`pool` with n/full_at of its titles and sentences (a seeded sample; all at n >= full_at)."""
+    if n >= full_at:
+        return pool
+    rng = random.Random(seed)
+    frac = n / full_at
+    return {**pool, **{k: rng.sample(pool[k], max(1000, round(len(pool[k]) * frac))) for k in ("titles", "sentences")}}
+
+
+def feed_for(n: int, args, workdir: Path, pool_cache: dict):
+    """perf.prepare_feed, or with --constant-density the feed from a pool cut to N."""
+    if not args.constant_density or n >= args.constant_density:
+        return perf.prepare_feed(workdir, n, args.seed, pool_cache)
+    folder = workdir / f"density-{args.constant_density}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if "full" not in pool_cache:
+        pool_cache["full"] = perf.load_pool()
+    own = {"pool": scaled_pool(pool_cache["full"], n, args.constant_density, args.seed)}
+    return perf.prepare_feed(folder, n, args.seed, own)
+
+
 def one(n: int, step: str, code: Path | None, args, workdir: Path, pool_cache: dict) -> dict:
     """One run over the one-day feed of N: `step` names it ("this" or "before"); `code`: the
     checkout to run (None: this one)."""
-    feed, meta, reused = perf.prepare_feed(workdir, n, args.seed, pool_cache)
+    feed, meta, reused = feed_for(n, args, workdir, pool_cache)
     print(f"== N = {n:,}, step {step}: {feed} ({'reused' if reused else 'generated'}), {meta['bytes'] / MB:.1f} MB, "
-          f"{meta['blocks']:,} blocks, published {meta['first_published'][:16]} .. {meta['last_published'][:16]}",
+          f"{meta['blocks']:,} blocks, published {meta['first_published'][:16]} .. {meta['last_published'][:16]}, "
+          f"pool {meta.get('pool_titles', '?')} titles and {meta.get('pool_sentences', '?')} sentences",
           flush=True)
     out = workdir / f"out-n{n}-{step}"
     extra = ["--event-time", "published", *shlex.split(args.pipeline_args)]
@@ -108,6 +165,9 @@ def one(n: int, step: str, code: Path | None, args, workdir: Path, pool_cache: d
         r["event_days"] = check.get("event_days")
     else:
         print((workdir / f"pipeline-n{n}-{step}.log").read_text()[-3000:], file=sys.stderr)
+    if args.bucket_stats:
+        r["bucket_groups"] = bucket_stats(workdir / f"pipeline-n{n}-{step}.log")
+        print(f"   bucket groups: {json.dumps(r['bucket_groups'])}", flush=True)
     print(f"   {r['seconds']} s, largest process {r['largest_process_mb']} MB (anonymous memory "
           f"{r['largest_anon_mb']} MB, sampled), sum {r['sum_of_processes_mb']} MB ("
           f"{r['processes']} processes), CPU {r['cpu_seconds']} s = {r['cpu_per_wall']} x wall, "
@@ -125,10 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--vs", type=Path, default=None,
                     help="a checkout of older code (its folder): each N runs with it first, then with this code")
+    ap.add_argument("--constant-density", type=int, default=None, metavar="M",
+                    help="feeds of N < M draw from N/M of the text pool (same duplicate structure at every N)")
+    ap.add_argument("--bucket-stats", action="store_true",
+                    help="every bucket group logs its phases; their sums are printed per N")
     ap.add_argument("--profile", action="store_true",
                     help="instead of timing: each run in one process under cProfile, top functions printed")
     args = ap.parse_args(argv)
     steps = ([("before", args.vs.resolve())] if args.vs else []) + [("this", None)]
+    if args.bucket_stats:  # inherited by the runs (a checkout without `_Clock` ignores it)
+        os.environ[STATS_ENV] = "1"
     if args.profile:
         workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="newsevents-oneday-"))).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
