@@ -104,8 +104,13 @@ def profile(n: int, args, workdir: Path, pool_cache: dict) -> None:
 
 def bucket_stats(log: Path) -> dict | None:
     """The sums over a run's `bucket-group` lines (transforms.dedup_spread._Clock)."""
-    groups = [json.loads(line.split("bucket-group ", 1)[1]) for line in log.read_text(errors="replace").splitlines()
-              if "bucket-group {" in line]
+    groups, torn = [], 0
+    for line in log.read_text(errors="replace").splitlines():
+        if "bucket-group {" in line:
+            try:
+                groups.append(json.loads(line.split("bucket-group ", 1)[1]))
+            except ValueError:  # two workers' lines run together: counted, not summed
+                torn += 1
     if not groups:
         return None
     keys = sorted({k for g in groups for k in g} - {"survivors_in_dictionaries"})
@@ -116,6 +121,8 @@ def bucket_stats(log: Path) -> dict | None:
     out["dictionaries_per_group"] = round(out.get("dictionaries", 0) / len(groups), 1)
     out["decoded_per_group"] = round(out.get("decoded", 0) / len(groups))
     out["edges_per_survivor"] = round(out.get("edges", 0) / max(out["day_survivors"], 1), 2)
+    if torn:
+        out["unreadable_lines"] = torn
     return out
 
 
