@@ -50,7 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perf  # noqa: E402
 
-STATS_ENV = "NEWSEVENTS_BUCKET_STATS"  # transforms.dedup_spread.STATS_ENV (not imported: --vs runs older code)
+STATS_ENV = "NEWSEVENTS_BUCKET_STATS"  # transforms.dedup_spread.STATS_ENV (not imported: as perf.py, the driver imports no Beam)
 
 # one day: starts within 8 h, gaps and delays shrunk so that the last copy is out by ~20:00Z
 perf.START_SPAN = 8 * 3600

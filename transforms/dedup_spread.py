@@ -371,9 +371,8 @@ class _Clock:
             self.fields.update({f"{phase}_s": round(t - self.t, 5), f"{phase}_faults": f - self.f}, **counts)
             self.t, self.f = t, f
 
-    def done(self, **counts) -> None:
+    def done(self) -> None:
         if self.on:
-            self.fields.update(counts)
             sys.stderr.write(f"bucket-group {json.dumps(self.fields)}\n")
 
 
