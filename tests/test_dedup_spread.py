@@ -470,3 +470,34 @@ def test_the_day_shuffle_writes_a_spill_batch_per_day_and_table(tmp_path):
     files = list(spill.glob("*.arrow"))
     assert len(files) == 1
     assert pa.ipc.open_file(pa.memory_map(str(files[0]))).num_record_batches == 2
+
+
+def test_nodes_gathers_the_wanted_survivors_of_every_dictionary_fixed_width_or_not():
+    """`_Nodes` gives, in number order, the same values as a take per dictionary: fixed-width
+    fields without nulls through its numpy path, a field with nulls and the strings and sets
+    through Arrow's takes."""
+    from transforms.dedup_spread import NODE_FIELDS, _Nodes, _width
+
+    def node(start, n, null_at=None):
+        uid = np.arange(start, start + n, dtype=np.int64)
+        published = pa.array([None if i == null_at else 1_000_000 * i for i in range(n)], pa.timestamp("us", tz="UTC"))
+        cols = {"uid": pa.array(uid), "count": pa.array(uid * 3), "published_at": published,
+                "article_id": pa.array([f"a{i}" for i in uid]), "position": pa.array(uid.astype(np.int32)),
+                "source_uri": pa.array([f"s{i}" * (i % 3 + 1) for i in uid]), "line": pa.array(uid + 7),
+                "sig": pa.array([bytes([i % 256]) * 4 for i in uid], pa.binary(4)),
+                "set": pa.array([b"x" * (i % 5) for i in uid], pa.large_binary()),
+                "bands": pa.array([int(i).to_bytes(8, "little") for i in uid], pa.binary(8))}
+        return pa.StructArray.from_arrays([cols[f] for f in NODE_FIELDS], names=NODE_FIELDS)
+
+    for null_at in (None, 3):
+        dicts = [node(0, 10), node(100, 6, null_at), node(200, 8)]
+        base = np.array([0, 10, 16, 24])
+        wanted = np.array([1, 4, 9, 10, 13, 15, 16, 23])
+        nodes = _Nodes(dicts, base, wanted)
+        assert len(nodes) == len(wanted)
+        assert (_width(dicts, "published_at") == 0) == (null_at is not None)
+        assert _width(dicts, "sig") == 4 and _width(dicts, "article_id") == 0
+        for name in NODE_FIELDS:
+            expected = pa.concat_arrays([d.field(name).take(pa.array(wanted[(wanted >= base[i]) & (wanted < base[i + 1])] - base[i]))
+                                         for i, d in enumerate(dicts)])
+            assert nodes.field(name).equals(expected), (name, null_at)

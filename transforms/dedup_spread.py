@@ -284,18 +284,32 @@ class _Nodes:
     node-number order."""
 
     def __init__(self, dicts: list, base: np.ndarray, wanted: np.ndarray):
-        parts: dict[str, list] = {name: [] for name in NODE_FIELDS}
-        self._n = 0
+        n = len(wanted)
+        # fixed-width fields without nulls are gathered straight into one array each (numpy),
+        # the others taken per dictionary and joined: at 1M, joining the pieces was a third of
+        # this step (BENCHMARKS.md, eighth session)
+        fixed = {name: _width(dicts, name) for name in NODE_FIELDS}
+        out = {name: np.empty(n, np.dtype((np.void, w))) for name, w in fixed.items() if w}
+        parts: dict[str, list] = {name: [] for name in NODE_FIELDS if not fixed[name]}
         for i, d in enumerate(dicts):
             lo, hi = np.searchsorted(wanted, [base[i], base[i + 1]])
             if hi > lo:
-                idx = pa.array(wanted[lo:hi] - base[i])
+                rows = wanted[lo:hi] - base[i]
+                idx = pa.array(rows)
                 for name in NODE_FIELDS:
-                    parts[name].append(d.field(name).take(idx))
-                self._n += hi - lo
+                    col = d.field(name)
+                    if fixed[name]:
+                        w = fixed[name]
+                        src = np.frombuffer(col.buffers()[1], np.dtype((np.void, w)), len(col), col.offset * w)
+                        np.take(src, rows, out=out[name][lo:hi])
+                    else:
+                        parts[name].append(col.take(idx))
             release(d)
+        self._n = n
         self._fields = {name: (arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)) if arrays else None
                         for name, arrays in parts.items()}
+        for name, values in out.items():
+            self._fields[name] = pa.Array.from_buffers(dicts[0].field(name).type, n, [None, pa.py_buffer(values)])
 
     def __len__(self) -> int:
         return self._n
@@ -306,6 +320,19 @@ class _Nodes:
     def table(self, names: list[str], rows: np.ndarray) -> pa.Table:
         at = pa.array(rows)
         return pa.table({n: self.field(n).take(at) for n in names})
+
+
+def _width(dicts: list, name: str) -> int:
+    """Bytes per value of field `name` when it is fixed-width (not bits) without nulls in
+    every dictionary, else 0."""
+    t = dicts[0].field(name).type
+    if pa.types.is_fixed_size_binary(t):
+        w = t.byte_width
+    elif pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_floating(t):
+        w = t.bit_width // 8
+    else:
+        return 0
+    return w if all(d.field(name).null_count == 0 and d.field(name).type == t for d in dicts) else 0
 
 
 def _order_codes(arr: pa.Array) -> np.ndarray:
