@@ -299,9 +299,7 @@ class _Nodes:
                 for name in NODE_FIELDS:
                     col = d.field(name)
                     if fixed[name]:
-                        w = fixed[name]
-                        src = np.frombuffer(col.buffers()[1], np.dtype((np.void, w)), len(col), col.offset * w)
-                        np.take(src, rows, out=out[name][lo:hi])
+                        np.take(_values(col, out[name].dtype), rows, out=out[name][lo:hi])
                     else:
                         parts[name].append(col.take(idx))
             release(d)
