@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from transforms.normalize import _expand  # noqa: E402
 from transforms.spill import _reader, _release_map  # noqa: E402
 
 PER_DICT = 64_000
@@ -59,8 +60,7 @@ def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[
     """data[starts[i]:starts[i]+lengths[i]] for all i, concatenated, and their offsets."""
     offs = np.zeros(len(starts) + 1, np.int64)
     np.cumsum(lengths, out=offs[1:])
-    idx = np.repeat(starts - offs[:-1], lengths) + np.arange(offs[-1])
-    return data[idx], offs
+    return data[_expand(starts, lengths)], offs
 
 
 def make_dictionary(path: Path, seed: int) -> None:
